@@ -1,0 +1,137 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { log, StackError } from './log.ts'
+import { runTests } from './run-tests.ts'
+import { defaultPorts, demoUser, demoUserJwt, formatEnv, stackHome, startStack, type RunningStack } from './stack.ts'
+import { Cluster } from './postgres.ts'
+
+const devStack = 'dev'
+const stateFile = path.join(stackHome(devStack), 'stack.json')
+
+const usage = `usage: tsx packages/local-stack/src/cli.ts <command>
+  start   bring the local stack up with demo data and print its env (Ctrl-C stops it)
+  stop    stop a running local stack
+  reset   stop, wipe the local database, and start again with migrations and seed re-applied
+  status  print the running stack's env
+  test    run every test suite (on an ephemeral stack unless SUPABASE_URL etc. point at one)`
+
+async function main(command: string | undefined): Promise<number> {
+  switch (command) {
+    case 'start':
+      return start()
+    case 'stop':
+      await stop()
+      return 0
+    case 'reset':
+      await stop()
+      log(`wiping ${stackHome(devStack)}`)
+      wipeDevStack()
+      return start()
+    case 'status':
+      return status()
+    case 'test':
+      return runTests()
+    default:
+      process.stderr.write(`${usage}\n`)
+      return command ? 2 : 0
+  }
+}
+
+async function start(): Promise<number> {
+  const running = runningPid()
+  if (running) throw new StackError(`the local stack is already running (pid ${running}): \`npm run stop\` first`)
+  const stack = await startStack({ name: devStack, ports: defaultPorts, watch: true, seed: true })
+  fs.writeFileSync(stateFile, JSON.stringify({ pid: process.pid, env: stack.env }, null, 2))
+  printEnv(stack)
+  log('stack running; Ctrl-C (or `npm run stop`) stops it')
+  let stopping = false
+  const shutdown = async (signal: string) => {
+    if (stopping) return
+    stopping = true
+    log(`${signal}: stopping the local stack`)
+    await stack.stop()
+    fs.rmSync(stateFile, { force: true })
+    log('stopped')
+    process.exit(0)
+  }
+  process.on('SIGINT', () => void shutdown('SIGINT'))
+  process.on('SIGTERM', () => void shutdown('SIGTERM'))
+  return new Promise(() => undefined) // the gateway keeps us alive until a signal arrives
+}
+
+function printEnv(stack: RunningStack): void {
+  const { env } = stack
+  process.stdout.write(
+    formatEnv({
+      API_URL: env.SUPABASE_URL,
+      REST_URL: `${env.SUPABASE_URL}/rest/v1`,
+      FUNCTIONS_URL: `${env.SUPABASE_URL}/functions/v1`,
+      DB_URL: env.SUPABASE_DB_URL,
+      REPLICA_DB_URL: env.TOLLGATE_REPLICA_DB_URL,
+      ANON_KEY: env.SUPABASE_ANON_KEY,
+      SERVICE_ROLE_KEY: env.SUPABASE_SERVICE_ROLE_KEY,
+      JWT_SECRET: env.SUPABASE_JWT_SECRET,
+      DEMO_USER_ID: demoUser.id,
+      DEMO_USER_EMAIL: demoUser.email,
+      DEMO_USER_JWT: demoUserJwt(env),
+    }),
+  )
+  log(`the same values under the names tests and functions read: ${path.join(stack.home, '.env')}`)
+}
+
+function runningPid(): number | undefined {
+  if (!fs.existsSync(stateFile)) return undefined
+  const { pid } = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { pid: number }
+  try {
+    process.kill(pid, 0)
+    return pid
+  } catch {
+    fs.rmSync(stateFile, { force: true })
+    return undefined
+  }
+}
+
+async function stop(): Promise<void> {
+  const pid = runningPid()
+  if (pid) {
+    log(`stopping the local stack (pid ${pid})`)
+    process.kill(pid, 'SIGTERM')
+    const deadline = Date.now() + 90_000
+    while (runningPid() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
+    if (runningPid()) throw new StackError(`the local stack (pid ${pid}) did not stop within 90 s: kill it and run \`npm run stop\` again`)
+  }
+  // A supervisor that died without cleaning up leaves pg_ctl-managed clusters behind.
+  for (const name of ['primary', 'replica']) {
+    await devCluster(name)?.stop()
+  }
+}
+
+/** The dev stack's cluster when it exists (port is irrelevant for stop/destroy). */
+function devCluster(name: string): Cluster | undefined {
+  const home = path.join(stackHome(devStack), name)
+  return fs.existsSync(home) ? new Cluster({ name, home, port: 0, settings: {} }) : undefined
+}
+
+function wipeDevStack(): void {
+  devCluster('primary')?.destroy()
+  devCluster('replica')?.destroy()
+  fs.rmSync(stackHome(devStack), { recursive: true, force: true })
+}
+
+function status(): number {
+  const pid = runningPid()
+  if (!pid) {
+    process.stderr.write('the local stack is not running: `npm start`\n')
+    return 1
+  }
+  process.stdout.write(fs.readFileSync(path.join(stackHome(devStack), '.env'), 'utf8'))
+  return 0
+}
+
+main(process.argv[2]).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`tollgate: ${error instanceof StackError || error instanceof Error ? error.message : String(error)}\n`)
+    process.exit(1)
+  },
+)

@@ -1,0 +1,4 @@
+// Public surface of the local stack, used by the test suites and benchmarks.
+export { startStack, freePorts, defaultPorts, demoUser, demoUserJwt, type StackEnv, type RunningStack } from './stack.ts'
+export { apiKey, signJwt, userJwt, verifyJwt, defaultJwtSecret } from './jwt.ts'
+export { publicationName, subscriptionName, syncReplica } from './replica.ts'

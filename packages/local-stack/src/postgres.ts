@@ -1,0 +1,196 @@
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import pg from 'pg'
+import { pgBin } from './binaries.ts'
+import { log, StackError } from './log.ts'
+import { isPortFree, run, runChecked, waitFor } from './process.ts'
+import { isRoot } from './system.ts'
+
+/** Local password of the `postgres` superuser and of `authenticator`, as in `supabase start`. */
+export const localPassword = 'postgres'
+
+export interface ClusterOptions {
+  /** Human name used in messages and log files: "primary", "replica". */
+  name: string
+  /** Folder that holds the data directory and log (created when missing). */
+  home: string
+  port: number
+  /** postgresql.conf settings written on every start (ports may change between starts). */
+  settings: Record<string, string | number | boolean>
+}
+
+/**
+ * A PostgreSQL 15 cluster run with pg_ctl. Postgres refuses to run as root, so when we are root
+ * every server-side command runs as the Debian `postgres` user and the cluster's folder is owned
+ * by it; as a normal user the cluster simply belongs to that user.
+ */
+export class Cluster {
+  readonly name: string
+  readonly home: string
+  readonly dataDir: string
+  readonly logFile: string
+  readonly port: number
+  private readonly settings: ClusterOptions['settings']
+
+  constructor(options: ClusterOptions) {
+    this.name = options.name
+    this.home = clusterHome(options.home)
+    this.dataDir = path.join(this.home, 'data')
+    this.logFile = path.join(this.home, 'postgres.log')
+    this.port = options.port
+    this.settings = options.settings
+  }
+
+  url(user = 'postgres', password = localPassword, database = 'postgres'): string {
+    return `postgresql://${user}:${password}@127.0.0.1:${this.port}/${database}`
+  }
+
+  get initialized(): boolean {
+    return fs.existsSync(path.join(this.dataDir, 'PG_VERSION'))
+  }
+
+  /** Creates the cluster (superuser `postgres`, password auth on TCP) unless it exists. */
+  async init(): Promise<boolean> {
+    if (this.initialized) return false
+    fs.mkdirSync(this.home, { recursive: true })
+    chownToServer(this.home)
+    const pwfile = path.join(this.home, '.pwfile')
+    fs.writeFileSync(pwfile, `${localPassword}\n`, { mode: 0o600 })
+    chownToServer(pwfile)
+    try {
+      await runChecked(`initdb of the ${this.name} cluster`, ...asServer(pgBin('initdb'), [
+        '-D', this.dataDir, '-U', 'postgres', '--pwfile', pwfile,
+        '--auth-host=scram-sha-256', '--auth-local=peer', '--encoding=UTF8', '--locale=C.UTF-8',
+      ]))
+    } finally {
+      fs.rmSync(pwfile, { force: true })
+    }
+    fs.appendFileSync(path.join(this.dataDir, 'postgresql.conf'), "\ninclude_if_exists = 'tollgate.conf'\n")
+    return true
+  }
+
+  /** True when this cluster's postmaster is running (pg_ctl status). */
+  async isRunning(): Promise<boolean> {
+    if (!this.initialized) return false
+    const result = await run(...asServer(pgBin('pg_ctl'), ['status', '-D', this.dataDir]))
+    return result.code === 0
+  }
+
+  async start(): Promise<void> {
+    if (await this.isRunning()) {
+      log(`${this.name} Postgres already running on :${this.port}`)
+      return
+    }
+    if (!(await isPortFree(this.port))) {
+      throw new StackError(`port ${this.port} (${this.name} Postgres) is taken by another process: stop it, or choose other ports (see .env.example)`)
+    }
+    const conf = Object.entries({
+      listen_addresses: '127.0.0.1',
+      port: this.port,
+      // No Unix socket: every client (pg_prove, psql, PostgREST, pg_cron) uses TCP, and
+      // long repository paths cannot overflow the 107-byte socket path limit.
+      unix_socket_directories: '',
+      ...this.settings,
+    })
+      .map(([key, value]) => `${key} = ${typeof value === 'string' ? `'${value.replaceAll("'", "''")}'` : value}`)
+      .join('\n')
+    const confFile = path.join(this.dataDir, 'tollgate.conf')
+    fs.writeFileSync(confFile, `# written by packages/local-stack on every start\n${conf}\n`)
+    chownToServer(confFile)
+    fs.writeFileSync(this.logFile, '', { flag: 'a' })
+    chownToServer(this.logFile)
+    const result = await run(...asServer(pgBin('pg_ctl'), ['start', '-w', '-t', '60', '-D', this.dataDir, '-l', this.logFile]))
+    if (result.code !== 0) {
+      const tail = fs.readFileSync(this.logFile, 'utf8').trim().split('\n').slice(-5).join('\n')
+      throw new StackError(`${this.name} Postgres failed to start on :${this.port}; see ${this.logFile}:\n${tail}`)
+    }
+    await waitFor(`${this.name} Postgres`, () => this.ping(), 30_000)
+  }
+
+  async stop(): Promise<void> {
+    if (!(await this.isRunning())) return
+    await runChecked(`stopping the ${this.name} Postgres`, ...asServer(pgBin('pg_ctl'), ['stop', '-m', 'fast', '-w', '-t', '60', '-D', this.dataDir]))
+  }
+
+  /** Removes the cluster's folder (the cluster must be stopped). */
+  destroy(): void {
+    fs.rmSync(this.home, { recursive: true, force: true })
+  }
+
+  private async ping(): Promise<boolean> {
+    const client = new pg.Client({ connectionString: this.url() })
+    try {
+      await client.connect()
+      await client.query('select 1')
+      return true
+    } finally {
+      await client.end().catch(() => undefined)
+    }
+  }
+}
+
+/** Runs a SQL script (or statements) as the superuser; throws with Postgres' message. */
+export async function runSql(url: string, sql: string, what: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    await client.query(sql)
+  } catch (error) {
+    throw new StackError(`${what} failed: ${(error as Error).message}`)
+  } finally {
+    await client.end()
+  }
+}
+
+/** [cmd, args] to run a server binary as the `postgres` OS user when we are root. */
+function asServer(cmd: string, args: string[]): [string, string[]] {
+  return isRoot() ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]
+}
+
+function chownToServer(file: string): void {
+  if (!isRoot()) return
+  const { uid, gid } = serverUser()
+  fs.chownSync(file, uid, gid)
+}
+
+let cachedServerUser: { uid: number; gid: number } | undefined
+function serverUser(): { uid: number; gid: number } {
+  if (cachedServerUser) return cachedServerUser
+  const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'))
+  if (!line) throw new StackError('running as root needs the `postgres` OS user (created by the Debian postgresql-15 package)')
+  const [, , uid, gid] = line.split(':')
+  cachedServerUser = { uid: Number(uid), gid: Number(gid) }
+  return cachedServerUser
+}
+
+/**
+ * Where a cluster lives. Normally the requested folder inside the repository's .tollgate/. As
+ * root, the `postgres` user must be able to reach that folder; a checkout under a private home
+ * (e.g. /root, mode 700) is not reachable, so the cluster moves to /var/lib/tollgate/<hash>/
+ * and a symlink in .tollgate/ points at it.
+ */
+function clusterHome(requested: string): string {
+  if (!isRoot()) return requested
+  if (fs.existsSync(requested)) return fs.realpathSync(requested)
+  fs.mkdirSync(path.dirname(requested), { recursive: true })
+  if (reachableByServer(path.dirname(requested))) return requested
+  const hash = crypto.createHash('sha1').update(requested).digest('hex').slice(0, 12)
+  const moved = path.join('/var/lib/tollgate', hash)
+  fs.mkdirSync(moved, { recursive: true })
+  fs.symlinkSync(moved, requested)
+  log(`${requested} is not reachable by the postgres user; cluster kept in ${moved}`)
+  return moved
+}
+
+function reachableByServer(dir: string): boolean {
+  const { uid, gid } = serverUser()
+  // Every ancestor must grant search (x) to the postgres user as owner, group or other.
+  for (let current = path.resolve(dir); ; current = path.dirname(current)) {
+    const stat = fs.statSync(current)
+    const mode = stat.mode
+    const ok = stat.uid === uid ? mode & 0o100 : stat.gid === gid ? mode & 0o010 : mode & 0o001
+    if (!ok) return false
+    if (current === path.dirname(current)) return true
+  }
+}

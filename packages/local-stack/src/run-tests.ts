@@ -1,0 +1,122 @@
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { denoBinary } from './binaries.ts'
+import { log } from './log.ts'
+import { denoConfig, denoEnv } from './functions.ts'
+import { functionsDir, repoRoot, stateRoot } from './paths.ts'
+import { freePorts, startStack, type RunningStack, type StackEnv } from './stack.ts'
+import { ensureSystemPackages } from './system.ts'
+
+interface SuiteResult {
+  suite: string
+  passed: number
+  failed: number
+}
+
+const requiredEnv: Array<keyof StackEnv> = [
+  'SUPABASE_URL',
+  'SUPABASE_ANON_KEY',
+  'SUPABASE_SERVICE_ROLE_KEY',
+  'SUPABASE_JWT_SECRET',
+  'SUPABASE_DB_URL',
+  'TOLLGATE_REPLICA_DB_URL',
+]
+
+/**
+ * `npm test`: pgTAP (pg_prove), vitest and Deno tests against one stack — the running one the
+ * environment names, or an ephemeral one of our own (own folder, free ports) torn down after.
+ * Ends with the line `N passed, N failed`; the exit code is non-zero on any failure.
+ */
+export async function runTests(): Promise<number> {
+  await ensureSystemPackages()
+  const given = requiredEnv.filter((key) => process.env[key])
+  let stack: RunningStack | undefined
+  let env: StackEnv
+  if (given.length === requiredEnv.length) {
+    env = Object.fromEntries(requiredEnv.map((key) => [key, process.env[key]!])) as unknown as StackEnv
+    env.TOLLGATE_REPLICA_SUBSCRIPTION = process.env.TOLLGATE_REPLICA_SUBSCRIPTION ?? 'plugin_read_sub'
+    log(`testing the stack at ${env.SUPABASE_URL} (from the environment)`)
+  } else {
+    if (given.length > 0) log(`ignoring a partial stack environment (missing ${requiredEnv.filter((k) => !process.env[k]).join(', ')})`)
+    stack = await startStack({ name: `test-${process.pid}`, ports: await freePorts(), watch: false, seed: true })
+    env = stack.env
+  }
+
+  const results: SuiteResult[] = []
+  try {
+    results.push(await pgTap(env))
+    results.push(await vitest(env))
+    results.push(await denoTests(env))
+  } finally {
+    if (stack) {
+      log('tearing the ephemeral stack down')
+      await stack.stop({ destroy: true })
+    }
+  }
+
+  for (const r of results) log(`${r.suite}: ${r.passed} passed, ${r.failed} failed`)
+  const passed = results.reduce((sum, r) => sum + r.passed, 0)
+  const failed = results.reduce((sum, r) => sum + r.failed, 0)
+  process.stdout.write(`${passed} passed, ${failed} failed\n`)
+  return failed === 0 && passed > 0 ? 0 : 1
+}
+
+/** Runs a command with inherited output while also capturing stdout for counting. */
+function runVisible(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd = repoRoot): Promise<{ code: number; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'pipe', 'inherit'] })
+    let stdout = ''
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk
+      process.stdout.write(chunk)
+    })
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout }))
+  })
+}
+
+async function pgTap(env: StackEnv): Promise<SuiteResult> {
+  const dir = path.join(repoRoot, 'supabase/tests/database')
+  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.sql')).sort().map((f) => path.join(dir, f))
+  log(`pgTAP: ${files.length} files`)
+  const { code, stdout } = await runVisible('pg_prove', ['--verbose', '--dbname', env.SUPABASE_DB_URL, ...files], { ...process.env, PGOPTIONS: '--client-min-messages=warning' })
+  const passed = stdout.match(/^ok \d+/gm)?.length ?? 0
+  let failed = stdout.match(/^not ok \d+/gm)?.length ?? 0
+  // A file that dies or misses its plan fails without a `not ok` line: count it once.
+  if (code !== 0 && failed === 0) failed = 1
+  return { suite: 'pgTAP', passed, failed }
+}
+
+async function vitest(env: StackEnv): Promise<SuiteResult> {
+  const report = path.join(stateRoot, `vitest-${process.pid}.json`)
+  fs.mkdirSync(stateRoot, { recursive: true })
+  const { code } = await runVisible(
+    process.execPath,
+    [path.join(repoRoot, 'node_modules/vitest/vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`],
+    { ...process.env, ...env },
+  )
+  let passed = 0
+  let failed = 0
+  if (fs.existsSync(report)) {
+    const json = JSON.parse(fs.readFileSync(report, 'utf8')) as { numPassedTests: number; numFailedTests: number; numFailedTestSuites: number }
+    passed = json.numPassedTests
+    failed = json.numFailedTests + (json.numFailedTests === 0 ? json.numFailedTestSuites : 0)
+    fs.rmSync(report)
+  }
+  if (code !== 0 && failed === 0) failed = 1
+  return { suite: 'vitest', passed, failed }
+}
+
+async function denoTests(env: StackEnv): Promise<SuiteResult> {
+  const { code, stdout } = await runVisible(
+    denoBinary(),
+    ['test', '--no-prompt', '--allow-net', '--allow-env', '--allow-read', '--allow-sys', `--config=${denoConfig}`, functionsDir],
+    { ...process.env, ...env, ...denoEnv(path.join(stateRoot, 'deno-cache')) },
+  )
+  const summary = /(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/.exec(stdout)
+  const passed = summary ? Number(summary[1]) : 0
+  let failed = summary ? Number(summary[2]) : 0
+  if (code !== 0 && failed === 0) failed = 1
+  return { suite: 'deno', passed, failed }
+}

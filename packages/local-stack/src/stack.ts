@@ -1,0 +1,206 @@
+import type { ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import type http from 'node:http'
+import path from 'node:path'
+import { supabaseBinary } from './binaries.ts'
+import { discoverFunctions } from './config.ts'
+import { startFunctions, type RunningFunction } from './functions.ts'
+import { gatewayPort, startGateway } from './gateway.ts'
+import { apiKey, defaultJwtSecret, userJwt } from './jwt.ts'
+import { log } from './log.ts'
+import { baselineSql, repoRoot, stateRoot } from './paths.ts'
+import { Cluster, localPassword, runSql } from './postgres.ts'
+import { startPostgrest } from './postgrest.ts'
+import { freePort, runChecked, stopChild } from './process.ts'
+import { subscriptionName, syncReplica } from './replica.ts'
+import { ensureSystemPackages } from './system.ts'
+
+/** The variables tests, functions and apps read; the same names work against `supabase start`. */
+export interface StackEnv {
+  SUPABASE_URL: string
+  SUPABASE_ANON_KEY: string
+  SUPABASE_SERVICE_ROLE_KEY: string
+  SUPABASE_JWT_SECRET: string
+  SUPABASE_DB_URL: string
+  TOLLGATE_REPLICA_DB_URL: string
+  TOLLGATE_REPLICA_SUBSCRIPTION: string
+}
+
+export interface StackOptions {
+  /** Folder name under .tollgate/: "dev" for `npm start`, a unique name for test stacks. */
+  name: string
+  ports: { api: number; db: number; replica: number }
+  /** Reload edge functions when their files change. */
+  watch: boolean
+  /** Apply supabase/seed.sql (demo data) with the migrations. */
+  seed: boolean
+  jwtSecret?: string
+}
+
+export interface RunningStack {
+  env: StackEnv
+  home: string
+  primary: Cluster
+  replica: Cluster
+  stop(options?: { destroy?: boolean }): Promise<void>
+}
+
+/** Demo user created by supabase/seed.sql. */
+export const demoUser = { id: '5eed0000-0000-4000-8000-000000000001', email: 'demo@tollgate.local' }
+
+export const defaultPorts = {
+  api: Number(process.env.TOLLGATE_API_PORT ?? 54321),
+  db: Number(process.env.TOLLGATE_DB_PORT ?? 54322),
+  replica: Number(process.env.TOLLGATE_REPLICA_PORT ?? 54332),
+}
+
+export async function freePorts(): Promise<StackOptions['ports']> {
+  return { api: await freePort(), db: await freePort(), replica: await freePort() }
+}
+
+export function stackHome(name: string): string {
+  return path.join(stateRoot, name)
+}
+
+/**
+ * Brings up the whole stack: primary (pg_cron, logical WAL), platform baseline, migrations via
+ * the Supabase CLI, logical replica of publication plugin_read, PostgREST, edge functions and
+ * the gateway. Each step either succeeds or throws one StackError line; on failure everything
+ * already started is stopped again.
+ */
+export async function startStack(options: StackOptions): Promise<RunningStack> {
+  const started = Date.now()
+  const jwtSecret = options.jwtSecret ?? process.env.SUPABASE_JWT_SECRET ?? defaultJwtSecret
+  const home = stackHome(options.name)
+  const logDir = path.join(home, 'logs')
+  fs.mkdirSync(logDir, { recursive: true })
+
+  await ensureSystemPackages()
+
+  const primary = new Cluster({
+    name: 'primary',
+    home: path.join(home, 'primary'),
+    port: options.ports.db,
+    settings: {
+      wal_level: 'logical',
+      max_wal_senders: 10,
+      max_replication_slots: 10,
+      shared_preload_libraries: 'pg_cron',
+      'cron.database_name': 'postgres',
+      // Jobs run in background workers: no libpq login (and no password) needed by pg_cron.
+      'cron.use_background_workers': 'on',
+      'cron.max_running_jobs': 8,
+      max_worker_processes: 32,
+      max_connections: 200,
+      timezone: 'UTC',
+    },
+  })
+  const replica = new Cluster({
+    name: 'replica',
+    home: path.join(home, 'replica'),
+    port: options.ports.replica,
+    settings: { max_logical_replication_workers: 4, max_replication_slots: 10, max_connections: 100, timezone: 'UTC' },
+  })
+
+  const children: ChildProcess[] = []
+  let functions: RunningFunction[] = []
+  let gateway: http.Server | undefined
+
+  const stop = async ({ destroy = false } = {}) => {
+    await new Promise<void>((resolve) => (gateway ? gateway.close(() => resolve()) : resolve()))
+    gateway?.closeAllConnections()
+    await Promise.all([...children, ...functions.map((f) => f.child)].map((child) => stopChild(child)))
+    await replica.stop().catch((error) => log(`replica: ${(error as Error).message}`))
+    await primary.stop().catch((error) => log(`primary: ${(error as Error).message}`))
+    if (destroy) {
+      primary.destroy()
+      replica.destroy()
+      fs.rmSync(home, { recursive: true, force: true })
+    }
+  }
+
+  try {
+    const fresh = await primary.init()
+    log(`${fresh ? 'created' : 'reusing'} primary cluster in ${primary.dataDir}`)
+    await primary.start()
+    await runSql(primary.url(), fs.readFileSync(baselineSql, 'utf8'), 'applying the Supabase platform baseline')
+
+    log('applying migrations with `supabase db push`')
+    await pushMigrations(primary.url(), options.seed)
+
+    await replica.init()
+    await replica.start()
+    await syncReplica(
+      primary.url(),
+      replica.url(),
+      `host=127.0.0.1 port=${primary.port} user=postgres password=${localPassword} dbname=postgres application_name=${subscriptionName}`,
+    )
+    log(`replica on :${replica.port} subscribed to publication plugin_read`)
+
+    const postgrestPort = await freePort()
+    children.push(
+      await startPostgrest({
+        dbUrl: primary.url('authenticator'),
+        jwtSecret,
+        port: postgrestPort,
+        adminPort: await freePort(),
+        logDir,
+      }),
+    )
+
+    const apiUrl = `http://127.0.0.1:${options.ports.api}`
+    const env: StackEnv = {
+      SUPABASE_URL: apiUrl,
+      SUPABASE_ANON_KEY: apiKey('anon', jwtSecret),
+      SUPABASE_SERVICE_ROLE_KEY: apiKey('service_role', jwtSecret),
+      SUPABASE_JWT_SECRET: jwtSecret,
+      SUPABASE_DB_URL: primary.url(),
+      TOLLGATE_REPLICA_DB_URL: replica.url(),
+      TOLLGATE_REPLICA_SUBSCRIPTION: subscriptionName,
+    }
+
+    const denoDir = path.join(stateRoot, 'deno-cache')
+    functions = await startFunctions(discoverFunctions(), { env: { ...env }, logDir, denoDir, watch: options.watch })
+    gateway = await startGateway(
+      {
+        postgrestPort,
+        functions: new Map(functions.map((f) => [f.name, { port: f.port, verifyJwt: f.verifyJwt }])),
+        jwtSecret,
+      },
+      options.ports.api,
+    ).catch((error: NodeJS.ErrnoException) => {
+      throw error.code === 'EADDRINUSE'
+        ? new Error(`port ${options.ports.api} (API gateway) is taken by another process: stop it, or set TOLLGATE_API_PORT`)
+        : error
+    })
+    log(`gateway on ${apiUrl}: /rest/v1 → PostgREST, /functions/v1/{${functions.map((f) => f.name).join(',')}}`)
+    fs.writeFileSync(path.join(home, '.env'), formatEnv(env))
+    log(`stack "${options.name}" up in ${((Date.now() - started) / 1000).toFixed(1)} s; logs in ${logDir}`)
+    return { env, home, primary, replica, stop }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+}
+
+/** Applies supabase/migrations (and optionally the seed) exactly as a deploy does. */
+async function pushMigrations(dbUrl: string, seed: boolean): Promise<void> {
+  const { stdout, stderr } = await runChecked(
+    'supabase db push',
+    supabaseBinary(),
+    ['db', 'push', `--remote=${dbUrl}?sslmode=disable`, '--yes', ...(seed ? ['--include-seed'] : []), '--workdir', repoRoot],
+    { env: { ...process.env, DO_NOT_TRACK: '1', SUPABASE_TELEMETRY_DISABLED: '1' } },
+  )
+  for (const line of `${stdout}\n${stderr}`.split('\n')) {
+    if (/^(Applying|Seeding)/.test(line.trim())) log(`  ${line.trim()}`)
+  }
+}
+
+export function formatEnv(env: object): string {
+  return Object.entries(env as Record<string, string>).map(([key, value]) => `${key}="${value}"`).join('\n') + '\n'
+}
+
+/** A ready-to-use access token for the demo user (seeded by supabase/seed.sql). */
+export function demoUserJwt(env: StackEnv): string {
+  return userJwt(demoUser.id, env.SUPABASE_JWT_SECRET, { email: demoUser.email, expiresInSeconds: 7 * 24 * 3600 })
+}

@@ -1,0 +1,53 @@
+import { json } from './http.ts'
+
+export interface PrimaryStatus {
+  reachable: boolean
+  latency_ms: number
+  error?: string
+  /** The replica's subscription as the primary's walsender sees it; null when not connected. */
+  replication: { lag_bytes: number; replay_lag_ms: number | null } | null
+}
+
+export interface ReplicaStatus {
+  reachable: boolean
+  latency_ms: number
+  error?: string
+  /** Apply worker running on the replica for our subscription. */
+  subscribed: boolean
+  /** Time since the replica last heard from the primary (data or keepalive). */
+  last_message_age_ms: number | null
+}
+
+export interface HealthProbes {
+  primary(): Promise<Omit<PrimaryStatus, 'reachable' | 'latency_ms'>>
+  replica(): Promise<Omit<ReplicaStatus, 'reachable' | 'latency_ms'>>
+}
+
+async function timed<T extends object>(probe: () => Promise<T>, timeoutMs: number) {
+  const started = performance.now()
+  let timer: number | undefined
+  try {
+    const result = await Promise.race([
+      probe(),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs))),
+    ])
+    return { reachable: true, latency_ms: Math.round(performance.now() - started), ...result }
+  } catch (error) {
+    return { reachable: false, latency_ms: Math.round(performance.now() - started), error: (error as Error).message }
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
+ * GET /health: primary and replica reachability and replication lag. 200 when both answer and
+ * the replica is subscribed, 503 otherwise (the body says which part is down).
+ */
+export function createHealthHandler(probes: HealthProbes, timeoutMs = 3000): (req: Request) => Promise<Response> {
+  return async (req) => {
+    if (req.method !== 'GET') return json(405, { error: 'method_not_allowed', message: 'use GET' }, { allow: 'GET' })
+    const [primary, replica] = await Promise.all([timed(probes.primary, timeoutMs), timed(probes.replica, timeoutMs)])
+    const ok = primary.reachable && replica.reachable && (replica as ReplicaStatus).subscribed === true
+    return json(ok ? 200 : 503, { status: ok ? 'ok' : 'degraded', primary, replica })
+  }
+}
