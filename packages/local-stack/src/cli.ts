@@ -40,8 +40,13 @@ async function main(command: string | undefined): Promise<number> {
 async function start(): Promise<number> {
   const running = runningPid()
   if (running) throw new StackError(`the local stack is already running (pid ${running}): \`npm run stop\` first`)
-  const stack = await startStack({ name: devStack, ports: defaultPorts, watch: true, seed: true })
-  fs.writeFileSync(stateFile, JSON.stringify({ pid: process.pid, env: stack.env }, null, 2))
+  // Claimed before starting, so a second `npm start` or an `npm run stop` sees us while we boot.
+  fs.mkdirSync(path.dirname(stateFile), { recursive: true })
+  fs.writeFileSync(stateFile, JSON.stringify({ pid: process.pid }))
+  const stack = await startStack({ name: devStack, ports: defaultPorts, watch: true, seed: true }).catch((error: unknown) => {
+    fs.rmSync(stateFile, { force: true })
+    throw error
+  })
   printEnv(stack)
   log('stack running; Ctrl-C (or `npm run stop`) stops it')
   let stopping = false

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { denoBinary } from './binaries.ts'
+import { denoBinary, supabaseBinary } from './binaries.ts'
 import { log } from './log.ts'
 import { denoConfig, denoEnv } from './functions.ts'
 import { functionsDir, repoRoot, stateRoot } from './paths.ts'
@@ -48,6 +48,7 @@ export async function runTests(): Promise<number> {
     results.push(await pgTap(env))
     results.push(await vitest(env))
     results.push(await denoTests(env))
+    results.push(await advisors(env))
   } finally {
     if (stack) {
       log('tearing the ephemeral stack down')
@@ -119,4 +120,17 @@ async function denoTests(env: StackEnv): Promise<SuiteResult> {
   let failed = summary ? Number(summary[2]) : 0
   if (code !== 0 && failed === 0) failed = 1
   return { suite: 'deno', passed, failed }
+}
+
+/** `supabase db advisors` (security and performance lints) must report nothing at warn or above. */
+async function advisors(env: StackEnv): Promise<SuiteResult> {
+  const url = `${env.SUPABASE_DB_URL}${env.SUPABASE_DB_URL.includes('?') ? '&' : '?'}sslmode=disable`
+  log('supabase db advisors')
+  const { code } = await runVisible(
+    supabaseBinary(),
+    ['db', 'advisors', `--remote=${url}`, '--type', 'all', '--level', 'warn', '--fail-on', 'warn', '--workdir', repoRoot],
+    { ...process.env, DO_NOT_TRACK: '1' },
+  )
+  const clean = code === 0
+  return { suite: 'advisors', passed: clean ? 1 : 0, failed: clean ? 0 : 1 }
 }

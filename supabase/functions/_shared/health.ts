@@ -25,7 +25,7 @@ export interface HealthProbes {
 
 async function timed<T extends object>(probe: () => Promise<T>, timeoutMs: number) {
   const started = performance.now()
-  let timer: number | undefined
+  let timer: ReturnType<typeof setTimeout> | undefined
   try {
     const result = await Promise.race([
       probe(),
