@@ -1,6 +1,9 @@
 import fs from 'node:fs'
 import path from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { supabaseBinary } from './binaries.ts'
 import { log, StackError } from './log.ts'
+import { repoRoot } from './paths.ts'
 import { runTests } from './run-tests.ts'
 import { defaultPorts, demoUser, demoUserJwt, formatEnv, stackHome, startStack, type RunningStack } from './stack.ts'
 import { Cluster } from './postgres.ts'
@@ -13,7 +16,8 @@ const usage = `usage: tsx packages/local-stack/src/cli.ts <command>
   stop    stop a running local stack
   reset   stop, wipe the local database, and start again with migrations and seed re-applied
   status  print the running stack's env
-  test    run every test suite (on an ephemeral stack unless SUPABASE_URL etc. point at one)`
+  test    run every test suite (on an ephemeral stack unless SUPABASE_URL etc. point at one)
+  supabase <args>  the Supabase CLI shipped in node_modules (e.g. \`npm run supabase -- migration new x\`)`
 
 async function main(command: string | undefined): Promise<number> {
   switch (command) {
@@ -31,6 +35,8 @@ async function main(command: string | undefined): Promise<number> {
       return status()
     case 'test':
       return runTests()
+    case 'supabase':
+      return passThrough(supabaseBinary(), process.argv.slice(3))
     default:
       process.stderr.write(`${usage}\n`)
       return command ? 2 : 0
@@ -62,6 +68,10 @@ async function start(): Promise<number> {
   process.on('SIGINT', () => void shutdown('SIGINT'))
   process.on('SIGTERM', () => void shutdown('SIGTERM'))
   return new Promise(() => undefined) // the gateway keeps us alive until a signal arrives
+}
+
+function passThrough(binary: string, args: string[]): number {
+  return spawnSync(binary, args, { stdio: 'inherit', cwd: repoRoot }).status ?? 1
 }
 
 function printEnv(stack: RunningStack): void {
