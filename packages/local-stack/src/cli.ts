@@ -5,14 +5,18 @@ import { supabaseBinary } from './binaries.ts'
 import { log, StackError } from './log.ts'
 import { repoRoot } from './paths.ts'
 import { runTests } from './run-tests.ts'
-import { defaultPorts, demoUser, demoUserJwt, formatEnv, stackHome, startStack, type RunningStack } from './stack.ts'
+import { defaultPorts, demoUser, demoUserJwt, formatEnv, freePorts, stackHome, startStack, type RunningStack } from './stack.ts'
 import { Cluster } from './postgres.ts'
 
-const devStack = 'dev'
+// `--name NAME` runs a separate stack (own folder under .tollgate/, free ports unless the
+// TOLLGATE_*_PORT variables say otherwise), e.g. one per parallel worktree or agent.
+const nameFlag = process.argv.indexOf('--name')
+const devStack = nameFlag > 0 ? process.argv[nameFlag + 1]! : 'dev'
 const stateFile = path.join(stackHome(devStack), 'stack.json')
 
 const usage = `usage: tsx packages/local-stack/src/cli.ts <command>
   start   bring the local stack up with demo data and print its env (Ctrl-C stops it)
+          --name NAME: a separate stack in .tollgate/NAME on free ports (works with stop/reset/status too)
   stop    stop a running local stack
   reset   stop, wipe the local database, and start again with migrations and seed re-applied
   status  print the running stack's env
@@ -49,7 +53,8 @@ async function start(): Promise<number> {
   // Claimed before starting, so a second `npm start` or an `npm run stop` sees us while we boot.
   fs.mkdirSync(path.dirname(stateFile), { recursive: true })
   fs.writeFileSync(stateFile, JSON.stringify({ pid: process.pid }))
-  const stack = await startStack({ name: devStack, ports: defaultPorts, watch: true, seed: true }).catch((error: unknown) => {
+  const ports = devStack === 'dev' ? defaultPorts : { ...(await freePorts()), ...definedPorts() }
+  const stack = await startStack({ name: devStack, ports, watch: true, seed: true }).catch((error: unknown) => {
     fs.rmSync(stateFile, { force: true })
     throw error
   })
@@ -72,6 +77,13 @@ async function start(): Promise<number> {
 
 function passThrough(binary: string, args: string[]): number {
   return spawnSync(binary, args, { stdio: 'inherit', cwd: repoRoot }).status ?? 1
+}
+
+function definedPorts(): Partial<typeof defaultPorts> {
+  const pick = (name: string) => (process.env[name] ? Number(process.env[name]) : undefined)
+  return Object.fromEntries(
+    Object.entries({ api: pick('TOLLGATE_API_PORT'), db: pick('TOLLGATE_DB_PORT'), replica: pick('TOLLGATE_REPLICA_PORT') }).filter(([, v]) => v),
+  )
 }
 
 function printEnv(stack: RunningStack): void {
