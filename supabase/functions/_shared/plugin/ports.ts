@@ -1,0 +1,38 @@
+// What the plugin handlers need from the databases, as interfaces: the SQL implementations
+// live in replica-db.ts (read replica) and primary-db.ts (primary); tests can pass fakes.
+import type { GateRow } from './gate.ts'
+import type { DeviceEvent } from './request.ts'
+
+export interface UpdateTarget {
+  channel: string
+  version: string | null
+  bundle_url: string | null
+  checksum: string | null
+  source: 'override' | 'requested' | 'default'
+}
+
+export interface ChannelInfo {
+  name: string
+  is_default: boolean
+  allow_device_self_set: boolean
+}
+
+/** Reads of the plugin path. Implementations must touch published tables only. */
+export interface PluginReplica {
+  gateRow(appId: string): Promise<GateRow | undefined>
+  /** The device's override, else the requested default channel if it allows self-assignment, else the app's default. */
+  updateTarget(appId: string, deviceId: string, requestedChannel: string | null): Promise<UpdateTarget | undefined>
+  channel(appId: string, name: string): Promise<ChannelInfo | undefined>
+  deviceChannel(appId: string, deviceId: string): Promise<{ channel: string; status: 'override' | 'default' } | undefined>
+  selfAssignableChannels(appId: string): Promise<ChannelInfo[]>
+  /** Last measured replication lag in ms (null until measured). */
+  lagMs(): number | null
+}
+
+/** Writes of the plugin path: always on the primary, always after the gate. */
+export interface PluginPrimary {
+  insertEvents(events: DeviceEvent[]): Promise<number>
+  /** Sets the override if the channel (checked on the primary) allows self-assignment. */
+  setDeviceChannel(appId: string, deviceId: string, channel: string): Promise<boolean>
+  clearDeviceChannel(appId: string, deviceId: string): Promise<boolean>
+}

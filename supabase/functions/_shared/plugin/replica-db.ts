@@ -1,0 +1,94 @@
+// The read-replica side of the plugin path. Only published tables (see README "Replica data
+// contract") and the subscription statistics view; every session is read-only.
+import postgres from 'postgres'
+import type { GateRow } from './gate.ts'
+import { gateSql } from './gate.ts'
+import type { ChannelInfo, PluginReplica, UpdateTarget } from './ports.ts'
+
+export function replicaFromUrl(url: string, subscription: string): PluginReplica {
+  const sql = postgres(url, {
+    max: 8,
+    idle_timeout: 60,
+    connect_timeout: 5,
+    onnotice: () => {},
+    connection: { default_transaction_read_only: true, application_name: 'tollgate-plugin-read' },
+  })
+
+  let lag: number | null = null
+  let measuredAt = 0
+  let measuring = false
+  // Transit delay of the replica's last message from the primary (data or keepalive): grows
+  // when the replica falls behind. Measured at most once a second, off the request path.
+  const measureLag = () => {
+    if (measuring || Date.now() - measuredAt < 1000) return
+    measuring = true
+    sql<{ lag_ms: string | null }[]>`
+      select (extract(epoch from (last_msg_receipt_time - last_msg_send_time)) * 1000)::bigint as lag_ms
+      from pg_catalog.pg_stat_subscription
+      where subname = ${subscription} and relid is null`
+      .then((rows) => {
+        const value = rows[0]?.lag_ms
+        lag = value == null ? null : Math.max(0, Number(value))
+      })
+      .catch(() => {
+        lag = null
+      })
+      .finally(() => {
+        measuredAt = Date.now()
+        measuring = false
+      })
+  }
+
+  return {
+    async gateRow(appId) {
+      const rows = await sql.unsafe<GateRow[]>(gateSql, [appId], { prepare: true })
+      return rows[0]
+    },
+    async updateTarget(appId, deviceId, requestedChannel) {
+      const rows = await sql<UpdateTarget[]>`
+        with override as (
+          select cd.channel_id from public.channel_devices cd where cd.app_id = ${appId} and cd.device_id = ${deviceId}
+        )
+        select c.name as channel, v.name as version, v.bundle_url, v.checksum,
+               case when c.id = (select channel_id from override) then 'override'
+                    when c.name = ${requestedChannel} then 'requested'
+                    else 'default' end as source
+        from public.channels c
+        left join public.app_versions v on v.id = c.version_id
+        where c.app_id = ${appId}
+          and (c.id = (select channel_id from override)
+               or (c.name = ${requestedChannel} and c.allow_device_self_set)
+               or c.is_default)
+        order by case when c.id = (select channel_id from override) then 0
+                      when c.name = ${requestedChannel} then 1
+                      else 2 end
+        limit 1`
+      return rows[0]
+    },
+    async channel(appId, name) {
+      const rows = await sql<ChannelInfo[]>`
+        select c.name, c.is_default, c.allow_device_self_set from public.channels c where c.app_id = ${appId} and c.name = ${name}`
+      return rows[0]
+    },
+    async deviceChannel(appId, deviceId) {
+      const rows = await sql<{ channel: string; status: 'override' | 'default' }[]>`
+        select c.name as channel, case when cd.channel_id is not null then 'override' else 'default' end as status
+        from public.channels c
+        left join public.channel_devices cd on cd.channel_id = c.id and cd.app_id = c.app_id and cd.device_id = ${deviceId}
+        where c.app_id = ${appId} and (cd.channel_id is not null or c.is_default)
+        order by cd.channel_id is null
+        limit 1`
+      return rows[0]
+    },
+    async selfAssignableChannels(appId) {
+      return await sql<ChannelInfo[]>`
+        select c.name, c.is_default, c.allow_device_self_set from public.channels c
+        where c.app_id = ${appId} and c.allow_device_self_set
+        order by c.name`
+    },
+    lagMs() {
+      measureLag()
+      return lag
+    },
+  }
+}
