@@ -27,6 +27,7 @@ export interface PluginReplica {
   selfAssignableChannels(appId: string): Promise<ChannelInfo[]>
   /** Last measured replication lag in ms (null until measured). */
   lagMs(): number | null
+  close(): Promise<void>
 }
 
 /** Writes of the plugin path: always on the primary, always after the gate. */
@@ -35,4 +36,5 @@ export interface PluginPrimary {
   /** Sets the override if the channel (checked on the primary) allows self-assignment. */
   setDeviceChannel(appId: string, deviceId: string, channel: string): Promise<boolean>
   clearDeviceChannel(appId: string, deviceId: string): Promise<boolean>
+  close(): Promise<void>
 }

@@ -36,5 +36,6 @@ export function primaryFromUrl(url: string): PluginPrimary {
       const result = await sql`delete from public.channel_devices where app_id = ${appId} and device_id = ${deviceId}`
       return result.count > 0
     },
+    close: () => sql.end({ timeout: 5 }),
   }
 }

@@ -90,5 +90,6 @@ export function replicaFromUrl(url: string, subscription: string): PluginReplica
       measureLag()
       return lag
     },
+    close: () => sql.end({ timeout: 5 }),
   }
 }

@@ -1,0 +1,197 @@
+import { randomUUID } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createUser, serviceClient, type TestUser } from './support/clients.ts'
+import { primaryDb, replicaDb } from './support/db.ts'
+import { callPlugin, createApp, deviceBody, percentile, type TestApp } from './support/plugin.ts'
+
+// Plugin endpoints against the real read replica: the gate follows orgs.has_usage_credits as
+// replicated, within the replication lag.
+
+const service = serviceClient()
+let owner: TestUser
+let app: TestApp
+let price: string
+
+async function grant(amount: number, extra: Record<string, unknown> = {}) {
+  const { data, error } = await service.rpc('grant_credits', { p_org_id: app.orgId, p_amount: amount, p_source: 'promotion', ...extra })
+  if (error) throw new Error(`grant: ${error.message}`)
+  return data
+}
+
+async function consume(quantity: number) {
+  const requestId = randomUUID()
+  const { error } = await owner.client.rpc('consume_credits', { p_operation: price, p_request_id: requestId, p_quantity: quantity })
+  if (error) throw new Error(`consume: ${error.message}`)
+  return requestId
+}
+
+/** Milliseconds from now until /updates answers `status` for this app (polling every 5 ms). */
+async function timeUntil(status: number, timeoutMs = 10_000): Promise<number> {
+  const started = performance.now()
+  const body = deviceBody(app.appId)
+  for (;;) {
+    const res = await callPlugin('updates', body)
+    if (res.status === status) return performance.now() - started
+    if (performance.now() - started > timeoutMs) throw new Error(`/updates still ${res.status} (${JSON.stringify(res.body)}) after ${timeoutMs} ms, wanted ${status}`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
+
+async function eventCount(): Promise<number> {
+  const { rows } = await primaryDb.query<{ n: number }>('select count(*)::int as n from public.device_events where app_id = $1', [app.appId])
+  return rows[0]!.n
+}
+
+beforeAll(async () => {
+  owner = await createUser('plugin')
+  app = await createApp(owner)
+  price = `plugin_op_${randomUUID().slice(0, 8)}`
+  await primaryDb.query('insert into public.credit_prices (operation, credits) values ($1, 1)', [price])
+})
+
+afterAll(async () => {
+  const { data, error } = await service.rpc('reconcile_credits')
+  expect(error).toBeNull()
+  expect(data).toBe(0)
+})
+
+describe('the credits gate through the replica', () => {
+  it('follows the flag: new org 429, grant 200, consumed to zero 429, refund 200, expiry 429', async () => {
+    const first = await callPlugin('updates', deviceBody(app.appId))
+    expect(first).toMatchObject({ status: 429, body: { error: 'no_usage_credits' } })
+
+    await grant(2)
+    await timeUntil(200)
+    const ok = await callPlugin('updates', deviceBody(app.appId))
+    expect(ok.body).toMatchObject({ version: '1.1.0', channel: 'production', url: 'https://example.com/1.1.0.zip' })
+    expect(Number(ok.headers.get('x-replication-lag-ms'))).toBeGreaterThanOrEqual(0)
+
+    const spent = await consume(2)
+    await timeUntil(429)
+
+    const refund = await service.rpc('refund_credits', { p_org_id: app.orgId, p_request_id: spent, p_reason: 'backend failed' })
+    expect(refund.error).toBeNull()
+    await timeUntil(200)
+
+    // Spend the refunded credits, then let a short grant expire through the cron function.
+    await consume(2)
+    await grant(5, { p_expires_at: new Date(Date.now() + 1500).toISOString() })
+    await timeUntil(200)
+    await new Promise((resolve) => setTimeout(resolve, 1600))
+    const expired = await service.rpc('expire_credit_grants')
+    expect(expired.error).toBeNull()
+    expect(expired.data).toBeGreaterThanOrEqual(1)
+    await timeUntil(429)
+  })
+
+  it('measures replica freshness: commit on the primary → first matching answer on the replica', async () => {
+    const samples: number[] = []
+    for (let i = 0; i < 15; i++) {
+      await grant(1)
+      samples.push(await timeUntil(200))
+      await consume(1)
+      samples.push(await timeUntil(429))
+    }
+    const p50 = percentile(samples, 50)
+    const p99 = percentile(samples, 99)
+    console.log(`replica freshness over ${samples.length} flips: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`)
+    expect(samples).toHaveLength(30)
+  })
+})
+
+describe('/updates', () => {
+  it('answers no_new_version_available when the device runs the channel version', async () => {
+    await grant(1)
+    await timeUntil(200)
+    const res = await callPlugin('updates', deviceBody(app.appId, { version_name: '1.1.0' }))
+    expect(res).toMatchObject({ status: 200, body: { error: 'no_new_version_available' } })
+  })
+
+  it('answers 404 unknown_app for an app nobody owns, distinct from an unpaid app (429)', async () => {
+    const res = await callPlugin('updates', deviceBody('com.nobody.owns.this'))
+    expect(res).toMatchObject({ status: 404, body: { error: 'unknown_app' } })
+  })
+
+  it('refuses bad bodies with 400 invalid_request', async () => {
+    const cases: unknown[] = [
+      '{not json',
+      '',
+      [],
+      { ...deviceBody(app.appId), platform: 'windows' },
+      { ...deviceBody(app.appId), is_emulator: 'no' },
+      { ...deviceBody(app.appId), device_id: 'x'.repeat(129) },
+      { ...deviceBody(app.appId), app_id: undefined },
+      JSON.stringify({ ...deviceBody(app.appId), padding: 'x'.repeat(1024 * 1024) }),
+    ]
+    for (const body of cases) {
+      const res = await callPlugin('updates', body)
+      expect(res.status, JSON.stringify(body).slice(0, 80)).toBe(400)
+      expect(res.body.error).toBe('invalid_request')
+    }
+  })
+})
+
+describe('/stats', () => {
+  it('writes a batch of events after the gate, and nothing for invalid, mixed or unpaid batches', async () => {
+    await grant(1)
+    await timeUntil(200)
+    const before = await eventCount()
+    const event = deviceBody(app.appId, { action: 'app_ready' })
+    const ok = await callPlugin('stats', [event, { ...event, action: 'download_complete' }, { ...event, action: 'set' }])
+    expect(ok).toMatchObject({ status: 200, body: { status: 'ok', inserted: 3 } })
+    expect(await eventCount()).toBe(before + 3)
+
+    const mixed = await callPlugin('stats', [event, { ...event, app_id: 'com.other.app' }])
+    expect(mixed).toMatchObject({ status: 400, body: { error: 'invalid_request' } })
+    const bad = await callPlugin('stats', [event, { ...event, action: 'Not An Action' }])
+    expect(bad.status).toBe(400)
+    expect(await eventCount()).toBe(before + 3)
+  })
+})
+
+describe('/channel_self', () => {
+  it('lets a device pick a self-assignable channel, refuses others with 403, and clears the override', async () => {
+    await grant(1)
+    await timeUntil(200)
+    const device = deviceBody(app.appId)
+
+    const forbidden = await callPlugin('channel_self', { ...device, channel: 'production' })
+    expect(forbidden).toMatchObject({ status: 403, body: { error: 'channel_self_set_not_allowed' } })
+    const unknown = await callPlugin('channel_self', { ...device, channel: 'nightly' })
+    expect(unknown).toMatchObject({ status: 404, body: { error: 'unknown_channel' } })
+
+    const set = await callPlugin('channel_self', { ...device, channel: 'beta' })
+    expect(set).toMatchObject({ status: 200, body: { status: 'ok', channel: 'beta' } })
+    const { rows } = await primaryDb.query('select c.name from public.channel_devices d join public.channels c on c.id = d.channel_id where d.app_id = $1 and d.device_id = $2', [app.appId, device.device_id])
+    expect(rows).toEqual([{ name: 'beta' }])
+
+    // The override reaches the replica, and /updates then serves the beta channel's version.
+    const deadline = Date.now() + 5000
+    let current = await callPlugin('channel_self', device, 'PUT')
+    while (current.body.status !== 'override' && Date.now() < deadline) current = await callPlugin('channel_self', device, 'PUT')
+    expect(current.body).toEqual({ channel: 'beta', status: 'override' })
+    const update = await callPlugin('updates', { ...device, version_name: '0.9.0' })
+    expect(update.body).toMatchObject({ version: '1.0.0', channel: 'beta' })
+
+    const list = await fetch(`${process.env.SUPABASE_URL}/functions/v1/channel_self?app_id=${app.appId}`)
+    expect(await list.json()).toEqual([{ name: 'beta', is_default: false }])
+
+    const cleared = await callPlugin('channel_self', device, 'DELETE')
+    expect(cleared).toMatchObject({ status: 200, body: { removed: true } })
+  })
+})
+
+describe('replica data contract', () => {
+  it('the replica holds exactly the published tables and columns', async () => {
+    const published = await primaryDb.query<{ table: string; columns: string[] }>(
+      `select tablename as table, attnames::text[] as columns from pg_publication_tables where pubname = 'plugin_read' order by 1`,
+    )
+    const onReplica = await replicaDb.query<{ table: string; columns: string[] }>(
+      `select table_name as table, array_agg(column_name::text order by ordinal_position) as columns
+       from information_schema.columns where table_schema = 'public' group by table_name order by 1`,
+    )
+    const sortCols = (rows: { table: string; columns: string[] }[]) => rows.map((r) => ({ table: r.table, columns: [...r.columns].sort() }))
+    expect(sortCols(onReplica.rows)).toEqual(sortCols(published.rows))
+    expect(published.rows.map((r) => r.table)).toEqual(['app_versions', 'apps', 'channel_devices', 'channels', 'orgs'])
+  })
+})
