@@ -160,7 +160,10 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     }
 
     const denoDir = path.join(stateRoot, 'deno-cache')
-    functions = await startFunctions(discoverFunctions(), { env: { ...env }, logDir, denoDir, watch: options.watch })
+    // Function settings (TOLLGATE_GATE_ON_SCHEMA_DRIFT, ...) pass through from our environment,
+    // as `supabase secrets set` would provide them on hosted Supabase.
+    const settings = Object.fromEntries(Object.entries(process.env).filter(([key, value]) => key.startsWith('TOLLGATE_') && value !== undefined)) as Record<string, string>
+    functions = await startFunctions(discoverFunctions(), { env: { ...settings, ...env }, logDir, denoDir, watch: options.watch })
     gateway = await startGateway(
       {
         postgrestPort,
