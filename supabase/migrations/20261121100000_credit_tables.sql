@@ -44,9 +44,12 @@ create table public.credit_grants (
   expired_amount bigint not null default 0 check (expired_amount >= 0),
   metadata jsonb not null default '{}' check (jsonb_typeof(metadata) = 'object'),
   created_at timestamptz not null default now(),
+  -- Set when the grant was created pending (awaiting payment); kept after activation.
+  pending_since timestamptz,
   activated_at timestamptz,
   expired_at timestamptz,
   check (remaining between 0 and amount),
+  check (status <> 'pending' or pending_since is not null),
   check (status <> 'pending' or remaining = amount),
   check (status not in ('expired', 'voided') or remaining = 0),
   constraint credit_grants_idempotency unique (org_id, source, external_ref)

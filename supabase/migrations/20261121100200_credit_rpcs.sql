@@ -132,7 +132,8 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-  v_result jsonb := private.check_metadata(p_result, 'invalid_result');
+  -- JSON nulls mean "not given" (clients send error_code: null on success).
+  v_result jsonb := jsonb_strip_nulls(private.check_metadata(p_result, 'invalid_result'));
 begin
   if (v_result ? 'latency_ms' and (jsonb_typeof(v_result -> 'latency_ms') <> 'number' or (v_result ->> 'latency_ms')::numeric not between 0 and 2147483647))
      or (v_result ? 'backend_endpoint' and jsonb_typeof(v_result -> 'backend_endpoint') <> 'string')
@@ -374,19 +375,27 @@ begin
     select * into v_grant from public.credit_grants g
     where g.org_id = p_org_id and g.source = p_source and g.external_ref = p_external_ref;
     if found then
-      if v_grant.amount <> p_amount or v_grant.expires_at is distinct from p_expires_at then
+      -- A retried payment is the same payment: only the amount must match. The expiry is
+      -- often computed at receipt time ("now + 30 days") and legitimately differs.
+      if v_grant.amount <> p_amount then
         perform private.fail('idempotency_conflict', 'PT409',
-          jsonb_build_object('source', p_source, 'external_ref', p_external_ref, 'amount', v_grant.amount, 'expires_at', v_grant.expires_at),
-          'this external reference was granted with other parameters');
+          jsonb_build_object('source', p_source, 'external_ref', p_external_ref, 'amount', v_grant.amount),
+          'this external reference was granted with another amount');
       end if;
       return private.grant_result(v_grant, true);
     end if;
   end if;
 
-  insert into public.credit_grants (org_id, amount, remaining, source, external_ref, status, priority, expires_at, metadata, activated_at)
+  if p_expires_at is not null and p_expires_at <= now() then
+    perform private.fail('invalid_expiry', '22023', jsonb_build_object('expires_at', p_expires_at), 'expires_at must be in the future');
+  end if;
+
+  insert into public.credit_grants (org_id, amount, remaining, source, external_ref, status, priority, expires_at, metadata, pending_since, activated_at)
   values (p_org_id, p_amount, p_amount, p_source, p_external_ref,
           case when p_pending then 'pending' else 'active' end,
-          p_priority, p_expires_at, p_metadata, case when not p_pending then now() end)
+          p_priority, p_expires_at, p_metadata,
+          case when p_pending then now() end,
+          case when not p_pending then now() end)
   returning * into v_grant;
 
   if not p_pending then
@@ -432,9 +441,6 @@ begin
   if p_external_ref is not null and char_length(p_external_ref) not between 1 and 200 then
     perform private.fail('invalid_external_ref', '22023', jsonb_build_object('max_length', 200));
   end if;
-  if p_expires_at is not null and p_expires_at <= now() then
-    perform private.fail('invalid_expiry', '22023', jsonb_build_object('expires_at', p_expires_at), 'expires_at must be in the future');
-  end if;
   if p_priority is null or p_priority not between 0 and 1000 then
     perform private.fail('invalid_priority', '22023', jsonb_build_object('priority', p_priority, 'min', 0, 'max', 1000));
   end if;
@@ -466,7 +472,7 @@ begin
     perform private.fail('unknown_grant', 'PT404', jsonb_build_object('source', p_source, 'external_ref', p_external_ref));
   end if;
   if v_grant.status <> 'pending' then
-    if v_grant.status in ('active', 'expired') and v_grant.activated_at is not null then
+    if v_grant.status in ('active', 'expired') and v_grant.pending_since is not null then
       return private.grant_result(v_grant, true);
     end if;
     perform private.fail('grant_not_pending', 'PT409', jsonb_build_object('status', v_grant.status));
@@ -531,9 +537,6 @@ declare
 begin
   if p_amount is null or p_amount not between 1 and 1000000000000 then
     perform private.fail('invalid_amount', '22023', jsonb_build_object('amount', p_amount, 'min', 1, 'max', 1000000000000));
-  end if;
-  if p_expires_at is not null and p_expires_at <= now() then
-    perform private.fail('invalid_expiry', '22023', jsonb_build_object('expires_at', p_expires_at), 'expires_at must be in the future');
   end if;
   select o.id into v_org_id from public.orgs o where o.personal_user_id = p_user_id;
   if v_org_id is null then
@@ -624,6 +627,11 @@ begin
   if v_request.status <> 'held' then
     perform private.fail('hold_not_active', 'PT409', jsonb_build_object('request_id', p_request_id, 'status', v_request.status));
   end if;
+  if v_request.hold_expires_at <= now() then
+    -- Past its TTL a hold no longer authorises a charge; the cron job releases it.
+    perform private.fail('hold_expired', 'PT409', jsonb_build_object('request_id', p_request_id, 'hold_expires_at', v_request.hold_expires_at),
+      'the hold outlived its TTL: reserve again');
+  end if;
 
   v_balance := private.apply_balance_change(p_org_id, 'capture', 0, -v_charge, p_request_id, null,
     jsonb_build_object('quantity', v_quantity));
@@ -649,7 +657,7 @@ $$;
 revoke all on function public.capture_credits(uuid, text, integer, jsonb) from public;
 grant execute on function public.capture_credits(uuid, text, integer, jsonb) to service_role;
 comment on function public.capture_credits(uuid, text, integer, jsonb) is
-  'Server RPC: charge a hold (up to the held quantity) and release the rest. Errors: unknown_request PT404, not_a_hold / hold_not_active / idempotency_conflict PT409, invalid_quantity 22023.';
+  'Server RPC: charge a hold (up to the held quantity) and release the rest. Errors: unknown_request PT404, not_a_hold / hold_not_active / hold_expired / idempotency_conflict PT409, invalid_quantity 22023.';
 
 -- Releases a hold: nothing is charged. p_backend_error records that our backend failed
 -- (seed 003: users never pay for our failures).
@@ -671,7 +679,8 @@ begin
   if v_request.kind <> 'hold' then
     perform private.fail('not_a_hold', 'PT409', jsonb_build_object('request_id', p_request_id, 'kind', v_request.kind));
   end if;
-  if v_request.status = 'released' then
+  if v_request.status in ('released', 'expired') then
+    -- Already given back (by an earlier release or by TTL expiry): nothing was charged.
     return private.request_result(v_request, true);
   end if;
   if v_request.status <> 'held' then

@@ -87,7 +87,14 @@ begin
   v_charge := private.charge(v_org_id, (select auth.uid()), 'consume', 'workflow_create', v_request_id, 1, null,
     jsonb_build_object('workflow_name', p_name));
   if (v_charge ->> 'replayed')::boolean then
-    select w.id into v_workflow_id from public.workflows w where w.org_id = v_org_id and w.request_id = v_request_id;
+    select w.id into v_workflow_id from public.workflows w
+    where w.org_id = v_org_id and w.request_id = v_request_id
+      and w.name = btrim(p_name) and w.description is not distinct from p_description
+      and w.specification = coalesce(p_specification, '{}') and w.priority = p_priority;
+    if v_workflow_id is null then
+      perform private.fail('idempotency_conflict', 'PT409', jsonb_build_object('request_id', v_request_id),
+        'this request id created a workflow with other parameters: use a new id');
+    end if;
   else
     insert into public.workflows (org_id, created_by, name, description, specification, priority, request_id)
     values (v_org_id, (select auth.uid()), btrim(p_name), p_description, coalesce(p_specification, '{}'), p_priority, v_request_id)
@@ -120,17 +127,28 @@ declare
   v_charge jsonb;
   v_execution_id uuid;
 begin
-  select * into v_workflow from public.workflows w where w.id = p_workflow_id and w.status = 'active';
+  if (select auth.uid()) is null then
+    perform private.fail('forbidden', '42501', '{}', 'this RPC needs a signed-in user');
+  end if;
+  -- Only workflows of the caller's orgs exist for the caller: a stranger's workflow id and a
+  -- made-up one get the same answer.
+  select * into v_workflow from public.workflows w
+  where w.id = p_workflow_id and w.status = 'active' and w.org_id = any (private.readable_org_ids());
   if not found then
     perform private.fail('unknown_workflow', 'PT404', jsonb_build_object('workflow_id', p_workflow_id));
   end if;
-  perform private.caller_org(v_workflow.org_id);
   perform private.check_metadata(p_input, 'invalid_input');
 
   v_charge := private.charge(v_workflow.org_id, (select auth.uid()), 'consume', 'workflow_execute', v_request_id, 1, null,
     jsonb_build_object('workflow_id', p_workflow_id));
   if (v_charge ->> 'replayed')::boolean then
-    select e.id into v_execution_id from public.workflow_executions e where e.org_id = v_workflow.org_id and e.request_id = v_request_id;
+    select e.id into v_execution_id from public.workflow_executions e
+    where e.org_id = v_workflow.org_id and e.request_id = v_request_id
+      and e.workflow_id = p_workflow_id and e.input = coalesce(p_input, '{}');
+    if v_execution_id is null then
+      perform private.fail('idempotency_conflict', 'PT409', jsonb_build_object('request_id', v_request_id),
+        'this request id executed a workflow with other parameters: use a new id');
+    end if;
   else
     insert into public.workflow_executions (workflow_id, org_id, created_by, input, request_id)
     values (p_workflow_id, v_workflow.org_id, (select auth.uid()), coalesce(p_input, '{}'), v_request_id)

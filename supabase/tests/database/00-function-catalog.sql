@@ -7,10 +7,64 @@ select plan(3);
 
 create temporary table expected_functions (signature text primary key, security_definer boolean, callers text[]) on commit drop;
 insert into expected_functions values
-  -- signature                                     definer  roles with EXECUTE (anon, authenticated, service_role, public)
-  ('private.create_personal_org()',                true,    '{}'),
-  ('private.readable_org_ids()',                   true,    '{authenticated}'),
-  ('public.list_my_orgs()',                        false,   '{authenticated}');
+  -- signature                                                                                   definer  roles with EXECUTE (anon, authenticated, service_role, public)
+  -- orgs (20261121090100_orgs.sql)
+  ('private.create_personal_org()',                                                              true,    '{}'),
+  ('private.readable_org_ids()',                                                                 true,    '{authenticated}'),
+  ('public.list_my_orgs()',                                                                      false,   '{authenticated}'),
+  -- credit tables: triggers (20261121100000_credit_tables.sql)
+  ('private.forbid_ledger_change()',                                                             false,   '{}'),
+  ('private.create_credit_balance()',                                                            true,    '{}'),
+  ('private.sync_org_credit_flag()',                                                             true,    '{}'),
+  -- credit core (20261121100100_credit_core.sql)
+  ('private.fail(p_key text, p_errcode text, p_detail jsonb, p_hint text)',                      false,   '{authenticated,service_role}'),
+  ('private.caller_org(p_org_id uuid)',                                                          true,    '{authenticated}'),
+  ('private.check_metadata(p_metadata jsonb, p_key text)',                                       false,   '{authenticated}'),
+  ('private.check_request_id(p_request_id text)',                                                false,   '{}'),
+  ('private.lock_balance(p_org_id uuid)',                                                        false,   '{}'),
+  ('private.apply_balance_change(p_org_id uuid, p_kind text, p_amount bigint, p_held_delta bigint, p_request_id text, p_grant_id uuid, p_metadata jsonb)',
+                                                                                                 false,   '{}'),
+  ('private.expire_due_grants(p_org_id uuid)',                                                   false,   '{}'),
+  ('private.burn_grants(p_org_id uuid, p_amount bigint)',                                        false,   '{}'),
+  ('private.return_to_grants(p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint)',
+                                                                                                 false,   '{}'),
+  -- credit RPCs (20261121100200_credit_rpcs.sql)
+  ('private.request_result(p_request credit_requests, p_replayed boolean)',                      false,   '{}'),
+  ('private.charge(p_org_id uuid, p_user_id uuid, p_kind text, p_operation text, p_request_id text, p_quantity integer, p_ttl_seconds integer, p_metadata jsonb)',
+                                                                                                 false,   '{}'),
+  ('private.record_outcome(p_org_id uuid, p_request_id text, p_result jsonb, p_success boolean, p_backend_error boolean)',
+                                                                                                 false,   '{}'),
+  ('private.release_hold(p_request credit_requests, p_status text, p_reason text)',              false,   '{}'),
+  ('private.lock_request(p_org_id uuid, p_request_id text)',                                     false,   '{}'),
+  ('private.grant_result(p_grant credit_grants, p_replayed boolean)',                            false,   '{}'),
+  ('private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean)',
+                                                                                                 false,   '{}'),
+  ('public.consume_credits(p_operation text, p_request_id text, p_quantity integer, p_org_id uuid, p_metadata jsonb)',
+                                                                                                 true,    '{authenticated}'),
+  ('public.get_credit_balance(p_org_id uuid)',                                                   false,   '{authenticated}'),
+  ('public.get_usage_stats(p_days integer, p_org_id uuid)',                                      false,   '{authenticated}'),
+  ('public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean)',
+                                                                                                 true,    '{service_role}'),
+  ('public.activate_credit_grant(p_org_id uuid, p_source text, p_external_ref text)',            true,    '{service_role}'),
+  ('public.void_credit_grant(p_org_id uuid, p_source text, p_external_ref text)',                true,    '{service_role}'),
+  ('public.grant_onboarding_credits(p_user_id uuid, p_amount bigint, p_expires_at timestamp with time zone)',
+                                                                                                 true,    '{service_role}'),
+  ('public.reserve_credits(p_org_id uuid, p_user_id uuid, p_operation text, p_request_id text, p_quantity integer, p_ttl_seconds integer, p_metadata jsonb)',
+                                                                                                 true,    '{service_role}'),
+  ('public.capture_credits(p_org_id uuid, p_request_id text, p_quantity integer, p_result jsonb)',
+                                                                                                 true,    '{service_role}'),
+  ('public.release_credits(p_org_id uuid, p_request_id text, p_backend_error boolean, p_result jsonb)',
+                                                                                                 true,    '{service_role}'),
+  ('public.refund_credits(p_org_id uuid, p_request_id text, p_reason text)',                     true,    '{service_role}'),
+  -- maintenance, scheduled by pg_cron (20261121100300_credit_maintenance.sql)
+  ('public.expire_credit_grants(p_batch_size integer)',                                          true,    '{service_role}'),
+  ('public.expire_stale_holds(p_batch_size integer)',                                            true,    '{service_role}'),
+  ('public.refresh_orgs_has_usage_credits(p_batch_size integer)',                                true,    '{service_role}'),
+  ('public.reconcile_credits()',                                                                 true,    '{service_role}'),
+  -- workflows (20261121100400_workflows.sql)
+  ('public.create_workflow(p_name text, p_description text, p_specification jsonb, p_priority integer, p_request_id text, p_org_id uuid)',
+                                                                                                 true,    '{authenticated}'),
+  ('public.execute_workflow(p_workflow_id uuid, p_input jsonb, p_request_id text)',              true,    '{authenticated}');
 
 create temporary view actual_functions as
 select
