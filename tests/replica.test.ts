@@ -11,7 +11,8 @@ describe('logical read replica (publication plugin_read)', () => {
     })
     expect(row).toEqual({ has_usage_credits: false })
 
-    await primaryDb.query('update public.orgs set has_usage_credits = true where id = $1', [user.personalOrgId])
+    // Through the engine, as in production: a grant flips the flag in the same transaction.
+    await primaryDb.query(`select public.grant_credits($1, 1, 'promotion')`, [user.personalOrgId])
     await eventually('flag on the replica', async () => {
       const { rows } = await replicaDb.query('select 1 from public.orgs where id = $1 and has_usage_credits', [user.personalOrgId])
       return rows[0]
