@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process'
 import { supabaseBinary } from './binaries.ts'
 import { log, StackError } from './log.ts'
 import { repoRoot } from './paths.ts'
-import { runTests } from './run-tests.ts'
+import { runFaultTests, runTests } from './run-tests.ts'
 import { defaultPorts, demoUser, demoUserJwt, formatEnv, freePorts, stackHome, startStack, type RunningStack } from './stack.ts'
 import { Cluster } from './postgres.ts'
 
@@ -21,6 +21,7 @@ const usage = `usage: tsx packages/local-stack/src/cli.ts <command>
   reset   stop, wipe the local database, and start again with migrations and seed re-applied
   status  print the running stack's env
   test    run every test suite (on an ephemeral stack unless SUPABASE_URL etc. point at one)
+  test:faults  the fault and abuse tests at full scale (crash, restarts, fuzzing, retry storm)
   supabase <args>  the Supabase CLI shipped in node_modules (e.g. \`npm run supabase -- migration new x\`)`
 
 async function main(command: string | undefined): Promise<number> {
@@ -39,6 +40,8 @@ async function main(command: string | undefined): Promise<number> {
       return status()
     case 'test':
       return runTests()
+    case 'test:faults':
+      return runFaultTests()
     case 'supabase':
       return passThrough(supabaseBinary(), process.argv.slice(3))
     default:

@@ -113,6 +113,26 @@ export class Cluster {
     await runChecked(`stopping the ${this.name} Postgres`, ...asServer(pgBin('pg_ctl'), ['stop', '-m', 'fast', '-w', '-t', '60', '-D', this.dataDir]))
   }
 
+  /**
+   * Fault injection: SIGKILL the postmaster, as a power cut would (its children die with it).
+   * `start()` afterwards runs crash recovery.
+   */
+  async crash(): Promise<void> {
+    const pidFile = path.join(this.dataDir, 'postmaster.pid')
+    const pid = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0])
+    process.kill(pid, 'SIGKILL')
+    await waitFor(`${this.name} postmaster to die`, async () => {
+      try {
+        process.kill(pid, 0)
+        return false
+      } catch {
+        return true
+      }
+    }, 10_000)
+    // Children exit when they notice the postmaster is gone; wait until the port is free.
+    await waitFor(`${this.name} port to close`, () => isPortFree(this.port), 30_000)
+  }
+
   /** Removes the cluster's folder (the cluster must be stopped). */
   destroy(): void {
     fs.rmSync(this.home, { recursive: true, force: true })

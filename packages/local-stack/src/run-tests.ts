@@ -28,7 +28,13 @@ const requiredEnv: Array<keyof StackEnv> = [
  * environment names, or an ephemeral one of our own (own folder, free ports) torn down after.
  * Ends with the line `N passed, N failed`; the exit code is non-zero on any failure.
  */
-export async function runTests(): Promise<number> {
+/** `npm run test:faults`: only the fault suite, at full scale, on an ephemeral stack. */
+export async function runFaultTests(): Promise<number> {
+  process.env.FAULTS_SCALE = 'full'
+  return runTests(['faults'])
+}
+
+export async function runTests(suites: Array<'pgtap' | 'main' | 'faults' | 'deno' | 'advisors'> = ['pgtap', 'main', 'faults', 'deno', 'advisors']): Promise<number> {
   await ensureSystemPackages()
   const given = requiredEnv.filter((key) => process.env[key])
   let stack: RunningStack | undefined
@@ -45,10 +51,11 @@ export async function runTests(): Promise<number> {
 
   const results: SuiteResult[] = []
   try {
-    results.push(await pgTap(env))
-    results.push(await vitest(env))
-    results.push(await denoTests(env))
-    results.push(await advisors(env))
+    if (suites.includes('pgtap')) results.push(await pgTap(env))
+    if (suites.includes('main')) results.push(await vitest(env))
+    if (suites.includes('faults')) results.push(await vitest(env, 'faults'))
+    if (suites.includes('deno')) results.push(await denoTests(env))
+    if (suites.includes('advisors')) results.push(await advisors(env))
   } finally {
     if (stack) {
       log('tearing the ephemeral stack down')
@@ -89,13 +96,18 @@ async function pgTap(env: StackEnv): Promise<SuiteResult> {
   return { suite: 'pgTAP', passed, failed }
 }
 
-async function vitest(env: StackEnv): Promise<SuiteResult> {
-  const report = path.join(stateRoot, `vitest-${process.pid}.json`)
+/**
+ * The vitest suites: `main` (tests/) or `faults` (tests/faults/: crashes, restarts, fuzzing,
+ * retry storms; short here, full with `npm run test:faults`).
+ */
+async function vitest(env: StackEnv, suite: 'main' | 'faults' = 'main'): Promise<SuiteResult> {
+  const report = path.join(stateRoot, `vitest-${suite}-${process.pid}.json`)
   fs.mkdirSync(stateRoot, { recursive: true })
+  const config = suite === 'faults' ? ['--config', path.join(repoRoot, 'vitest.faults.config.ts')] : []
   const { code } = await runVisible(
     process.execPath,
-    [path.join(repoRoot, 'node_modules/vitest/vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`],
-    { ...process.env, ...env },
+    [path.join(repoRoot, 'node_modules/vitest/vitest.mjs'), 'run', ...config, '--reporter=default', '--reporter=json', `--outputFile.json=${report}`],
+    { ...process.env, FAULTS_SCALE: process.env.FAULTS_SCALE ?? 'short', ...env },
   )
   let passed = 0
   let failed = 0
@@ -106,7 +118,7 @@ async function vitest(env: StackEnv): Promise<SuiteResult> {
     fs.rmSync(report)
   }
   if (code !== 0 && failed === 0) failed = 1
-  return { suite: 'vitest', passed, failed }
+  return { suite: suite === 'faults' ? 'vitest (faults)' : 'vitest', passed, failed }
 }
 
 async function denoTests(env: StackEnv): Promise<SuiteResult> {

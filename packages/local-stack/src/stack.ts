@@ -42,6 +42,8 @@ export interface RunningStack {
   home: string
   primary: Cluster
   replica: Cluster
+  /** Fault injection: stop PostgREST (clients get 502 from the gateway meanwhile) and start it again. */
+  restartPostgrest(options?: { downMs?: number }): Promise<void>
   stop(options?: { destroy?: boolean }): Promise<void>
 }
 
@@ -137,16 +139,15 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     )
     log(`replica on :${replica.port} subscribed to publication plugin_read`)
 
-    const postgrestPort = await freePort()
-    children.push(
-      await startPostgrest({
-        dbUrl: primary.url('authenticator'),
-        jwtSecret,
-        port: postgrestPort,
-        adminPort: await freePort(),
-        logDir,
-      }),
-    )
+    const postgrestOptions = { dbUrl: primary.url('authenticator'), jwtSecret, port: await freePort(), adminPort: await freePort(), logDir }
+    const postgrestPort = postgrestOptions.port
+    children.push(await startPostgrest(postgrestOptions))
+    const restartPostgrest = async ({ downMs = 0 } = {}) => {
+      const index = children.findIndex((child) => child.spawnargs[0]?.endsWith('postgrest'))
+      await stopChild(children[index])
+      if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs))
+      children[index] = await startPostgrest(postgrestOptions)
+    }
 
     const apiUrl = `http://127.0.0.1:${options.ports.api}`
     const env: StackEnv = {
@@ -179,7 +180,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     log(`gateway on ${apiUrl}: /rest/v1 → PostgREST, /functions/v1/{${functions.map((f) => f.name).join(',')}}`)
     fs.writeFileSync(path.join(home, '.env'), formatEnv(env))
     log(`stack "${options.name}" up in ${((Date.now() - started) / 1000).toFixed(1)} s; logs in ${logDir}`)
-    return { env, home, primary, replica, stop }
+    return { env, home, primary, replica, restartPostgrest, stop }
   } catch (error) {
     await stop()
     throw error

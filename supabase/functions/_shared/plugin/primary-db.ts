@@ -1,11 +1,12 @@
 // The primary side of the plugin path: device events and channel overrides. Used by /stats and
 // /channel_self only, after the gate passed on the replica.
 import postgres from 'postgres'
+import { unavailableAs } from '../db-errors.ts'
 import type { PluginPrimary } from './ports.ts'
 
 export function primaryFromUrl(url: string): PluginPrimary {
   const sql = postgres(url, { max: 4, idle_timeout: 60, connect_timeout: 5, onnotice: () => {}, connection: { application_name: 'tollgate-plugin-write' } })
-  return {
+  const primary: PluginPrimary = {
     async insertEvents(events) {
       const rows = events.map((e) => ({
         app_id: e.app_id,
@@ -38,4 +39,5 @@ export function primaryFromUrl(url: string): PluginPrimary {
     },
     close: () => sql.end({ timeout: 5 }),
   }
+  return unavailableAs('primary_unavailable', primary)
 }

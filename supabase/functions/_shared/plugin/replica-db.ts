@@ -1,6 +1,7 @@
 // The read-replica side of the plugin path. Only published tables (see README "Replica data
 // contract") and the subscription statistics view; every session is read-only.
 import postgres from 'postgres'
+import { unavailableAs } from '../db-errors.ts'
 import type { GateRow } from './gate.ts'
 import { gateSql } from './gate.ts'
 import type { ChannelInfo, PluginReplica, UpdateTarget } from './ports.ts'
@@ -39,7 +40,7 @@ export function replicaFromUrl(url: string, subscription: string): PluginReplica
       })
   }
 
-  return {
+  const replica: PluginReplica = {
     async gateRow(appId) {
       const rows = await sql.unsafe<GateRow[]>(gateSql, [appId], { prepare: true })
       return rows[0]
@@ -92,4 +93,5 @@ export function replicaFromUrl(url: string, subscription: string): PluginReplica
     },
     close: () => sql.end({ timeout: 5 }),
   }
+  return unavailableAs('replica_unavailable', replica)
 }
