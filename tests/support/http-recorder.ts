@@ -1,0 +1,44 @@
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+
+export interface Recorded {
+  method: string
+  path: string
+  headers: http.IncomingHttpHeaders
+  body: string
+}
+
+export type Reply = (req: Recorded) => { status: number; body?: unknown; delayMs?: number; headers?: Record<string, string> }
+
+/**
+ * A local HTTP server on a free loopback port that records every request and answers with
+ * `reply` — a stand-in for a metered backend, Stripe's API or an org's webhook.
+ */
+export async function startRecorder(reply: Reply): Promise<{ url: string; requests: Recorded[]; close(): Promise<void> }> {
+  const requests: Recorded[] = []
+  const server = http.createServer((req, res) => {
+    let body = ''
+    req.on('data', (chunk) => (body += chunk))
+    req.on('end', () => {
+      const recorded = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body }
+      requests.push(recorded)
+      const answer = reply(recorded)
+      setTimeout(() => {
+        if (res.destroyed) return
+        res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers })
+        res.end(answer.body === undefined ? '' : typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body))
+      }, answer.delayMs ?? 0)
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  }
+}
