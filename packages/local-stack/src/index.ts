@@ -1,4 +1,6 @@
 // Public surface of the local stack, used by the test suites and benchmarks.
-export { startStack, freePorts, defaultPorts, demoUser, demoUserJwt, type StackEnv, type RunningStack } from './stack.ts'
+export { startStack, freePorts, defaultPorts, demoUser, demoUserJwt, localFunctionSecrets, type StackEnv, type RunningStack } from './stack.ts'
+export { startFunctions, type RunningFunction } from './functions.ts'
+export { discoverFunctions } from './config.ts'
 export { apiKey, signJwt, userJwt, verifyJwt, defaultJwtSecret } from './jwt.ts'
 export { publicationName, subscriptionName, syncReplica } from './replica.ts'

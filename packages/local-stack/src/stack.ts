@@ -47,6 +47,15 @@ export interface RunningStack {
   stop(options?: { destroy?: boolean }): Promise<void>
 }
 
+/**
+ * Function secrets the local stack sets unless the environment has its own: Stripe test
+ * values (the webhook secret is what tests sign their payloads with).
+ */
+export const localFunctionSecrets: Record<string, string> = {
+  STRIPE_SECRET_KEY: 'sk_test_tollgate_local',
+  STRIPE_WEBHOOK_SECRET: 'whsec_tollgate_local',
+}
+
 /** Demo user created by supabase/seed.sql. */
 export const demoUser = { id: '5eed0000-0000-4000-8000-000000000001', email: 'demo@tollgate.local' }
 
@@ -161,10 +170,15 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     }
 
     const denoDir = path.join(stateRoot, 'deno-cache')
-    // Function settings (TOLLGATE_GATE_ON_SCHEMA_DRIFT, ...) pass through from our environment,
-    // as `supabase secrets set` would provide them on hosted Supabase.
-    const settings = Object.fromEntries(Object.entries(process.env).filter(([key, value]) => key.startsWith('TOLLGATE_') && value !== undefined)) as Record<string, string>
-    functions = await startFunctions(discoverFunctions(), { env: { ...settings, ...env }, logDir, denoDir, watch: options.watch })
+    // Function secrets (TOLLGATE_*, STRIPE_*) pass through from our environment, as `supabase
+    // secrets set` provides them on hosted Supabase; Stripe gets local test values by default.
+    const secrets = {
+      ...localFunctionSecrets,
+      ...(Object.fromEntries(
+        Object.entries(process.env).filter(([key, value]) => /^(TOLLGATE|STRIPE)_/.test(key) && value !== undefined),
+      ) as Record<string, string>),
+    }
+    functions = await startFunctions(discoverFunctions(), { env: { ...secrets, ...env }, logDir, denoDir, watch: options.watch })
     gateway = await startGateway(
       {
         postgrestPort,

@@ -1,0 +1,7 @@
+import { handle } from '../_shared/http.ts'
+import { stripeFromEnv } from '../_shared/payments/stripe.ts'
+import { createTopupProcessor, topupPricingFromEnv } from '../_shared/payments/topup.ts'
+import { topupStore } from '../_shared/payments/topup-store.ts'
+import { serviceDb } from '../_shared/service-db.ts'
+
+Deno.serve(handle('topup-processor', createTopupProcessor(stripeFromEnv(), topupStore(serviceDb()), topupPricingFromEnv())))
