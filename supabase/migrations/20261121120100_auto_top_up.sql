@@ -27,8 +27,8 @@ create table public.credit_auto_topup_settings (
 -- setup mode. service_role only.
 create table public.org_billing (
   org_id uuid primary key references public.orgs (id),
-  stripe_customer_id text not null check (stripe_customer_id ~ '^cus_[A-Za-z0-9]+$'),
-  stripe_payment_method_id text check (stripe_payment_method_id ~ '^pm_[A-Za-z0-9]+$'),
+  stripe_customer_id text not null check (stripe_customer_id ~ '^cus_[A-Za-z0-9_]+$'),
+  stripe_payment_method_id text check (stripe_payment_method_id ~ '^pm_[A-Za-z0-9_]+$'),
   updated_at timestamptz not null default now()
 );
 
@@ -225,10 +225,10 @@ security definer
 set search_path = ''
 as $$
 begin
-  if p_stripe_customer_id is null or p_stripe_customer_id !~ '^cus_[A-Za-z0-9]+$' then
+  if p_stripe_customer_id is null or p_stripe_customer_id !~ '^cus_[A-Za-z0-9_]+$' then
     perform private.fail('invalid_customer', '22023', '{}', 'a Stripe customer id (cus_...)');
   end if;
-  if p_stripe_payment_method_id is not null and p_stripe_payment_method_id !~ '^pm_[A-Za-z0-9]+$' then
+  if p_stripe_payment_method_id is not null and p_stripe_payment_method_id !~ '^pm_[A-Za-z0-9_]+$' then
     perform private.fail('invalid_payment_method', '22023', '{}', 'a Stripe payment method id (pm_...)');
   end if;
   if not exists (select 1 from public.orgs o where o.id = p_org_id) then
