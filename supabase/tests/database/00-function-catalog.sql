@@ -64,7 +64,28 @@ insert into expected_functions values
   -- workflows (20261121100400_workflows.sql)
   ('public.create_workflow(p_name text, p_description text, p_specification jsonb, p_priority integer, p_request_id text, p_org_id uuid)',
                                                                                                  true,    '{authenticated}'),
-  ('public.execute_workflow(p_workflow_id uuid, p_input jsonb, p_request_id text)',              true,    '{authenticated}');
+  ('public.execute_workflow(p_workflow_id uuid, p_input jsonb, p_request_id text)',              true,    '{authenticated}'),
+  -- auto top-up (20261121120100_auto_top_up.sql)
+  ('private.queue_auto_topup()',                                                                 true,    '{}'),
+  ('private.require_org_admin(p_org_id uuid)',                                                   true,    '{}'),
+  ('public.get_auto_topup(p_org_id uuid)',                                                       true,    '{authenticated}'),
+  ('public.set_auto_topup(p_enabled boolean, p_threshold bigint, p_amount bigint, p_monthly_cap bigint, p_org_id uuid)',
+                                                                                                 true,    '{authenticated}'),
+  ('public.set_org_billing(p_org_id uuid, p_stripe_customer_id text, p_stripe_payment_method_id text)',
+                                                                                                 true,    '{service_role}'),
+  ('public.claim_topup_requests(p_limit integer)',                                               true,    '{service_role}'),
+  ('public.mark_topup_request(p_id uuid, p_status text, p_payment_intent_id text, p_error text)',
+                                                                                                 true,    '{service_role}'),
+  ('public.complete_topup_request(p_id uuid, p_payment_intent_id text, p_succeeded boolean, p_error text)',
+                                                                                                 true,    '{service_role}'),
+  -- low-balance alerts (20261121120200_low_balance_alerts.sql)
+  ('private.alert_level(p_grant_amount bigint, p_threshold smallint)',                           false,   '{}'),
+  ('private.record_low_balance_alerts()',                                                        true,    '{}'),
+  ('private.set_alert_reference()',                                                              true,    '{}'),
+  ('public.set_alert_webhook(p_url text, p_org_id uuid)',                                        true,    '{authenticated}'),
+  ('public.claim_credit_alerts(p_limit integer)',                                                true,    '{service_role}'),
+  ('public.record_credit_alert_delivery(p_id uuid, p_delivered boolean, p_status_code integer, p_error text)',
+                                                                                                 true,    '{service_role}');
 
 create temporary view actual_functions as
 select
