@@ -1,0 +1,175 @@
+// Typed errors, mapped from the SQLSTATE `code` and the snake_case key in `message` — never from
+// prose, which may change. The error contract is in DESIGN.md ("Error contract") and the root
+// README ("Errors"); every class below names the keys it stands for.
+
+/** The fields of a supabase-js `PostgrestError` (or any `{message, code, details, hint}`). */
+export interface PostgrestErrorLike {
+  message?: string | null
+  code?: string | null
+  details?: string | null
+  hint?: string | null
+}
+
+const KEY = /^[a-z][a-z0-9_]*$/
+
+/** Base class: every error the client throws for a failed call is one of these. */
+export class TollgateError extends Error {
+  /** Stable snake_case key (`insufficient_credits`, `hold_expired`, `network_error`, ...). */
+  readonly key: string
+  /** SQLSTATE (`PT402`, `22023`, `42501`), PostgREST code (`PGRST202`) or `''` when there was no answer. */
+  readonly code: string
+  /** HTTP status of the answer; 0 when no answer arrived (fetch failed). */
+  readonly status: number
+  /** `details` parsed from JSON (the numbers); `{}` when absent or not a JSON object. */
+  readonly details: Record<string, unknown>
+  /** `details` as received, for logs (PostgreSQL's own errors send prose here). */
+  readonly rawDetails: string | null
+  /** For humans; never branch on it. */
+  readonly hint: string | null
+  /** True when repeating the same call (same request id) may succeed: network failures and 502/503/504. */
+  readonly retryable: boolean
+
+  constructor(init: {
+    key: string
+    code: string
+    status: number
+    details?: Record<string, unknown>
+    rawDetails?: string | null
+    hint?: string | null
+    retryable?: boolean
+    cause?: unknown
+  }) {
+    // The key is the message, as on the wire: code that logs `err.message` logs something stable.
+    super(init.key, init.cause === undefined ? undefined : { cause: init.cause })
+    this.name = new.target.name
+    this.key = init.key
+    this.code = init.code
+    this.status = init.status
+    this.details = init.details ?? {}
+    this.rawDetails = init.rawDetails ?? null
+    this.hint = init.hint ?? null
+    this.retryable = init.retryable ?? false
+  }
+}
+
+/** PT402 `insufficient_credits`: nothing was written. */
+export class InsufficientCreditsError extends TollgateError {
+  /** Credits the call needed (price × quantity). */
+  readonly required: number
+  /** Spendable credits at the time of the call. */
+  readonly available: number
+  constructor(init: ConstructorParameters<typeof TollgateError>[0]) {
+    super(init)
+    this.required = Number(this.details.required ?? Number.NaN)
+    this.available = Number(this.details.available ?? Number.NaN)
+  }
+}
+
+/** PT409 with a key this client does not know yet; the parent of the two conflict classes below. */
+export class ConflictError extends TollgateError {}
+
+/** PT409 `idempotency_conflict`: a request id (or payment reference) reused with other parameters. */
+export class IdempotencyConflictError extends ConflictError {}
+
+/** PT409 `hold_not_active`, `hold_expired`, `not_a_hold`, `not_refundable`, `grant_not_pending`: wrong state. */
+export class HoldStateError extends ConflictError {}
+
+/** PT404: an unknown thing (`unknown_grant`, `unknown_user`, `unknown_workflow`, ...); parent of the three below. */
+export class NotFoundError extends TollgateError {}
+
+/** PT404 `unknown_operation`: no active price for the operation. */
+export class UnknownOperationError extends NotFoundError {}
+
+/** PT404 `unknown_request`: no request with this id in the org. */
+export class UnknownRequestError extends NotFoundError {}
+
+/** PT404 `unknown_org`: no such org (or the caller has no personal org). */
+export class UnknownOrgError extends NotFoundError {}
+
+/** 42501 `forbidden` (and any RPC the role may not call), or a rejected JWT (401). */
+export class ForbiddenError extends TollgateError {}
+
+/** 42501 `not_a_member`: the caller (or `userId`) does not belong to the org. */
+export class NotAMemberError extends ForbiddenError {}
+
+/** 22023 `invalid_*`, or a value PostgreSQL refused for its type (22P02, 22003, 22P05, 22021). */
+export class InvalidInputError extends TollgateError {}
+
+/** No answer (fetch failed), or 502/503/504 / a code-less 5xx from the gateway. Retried by the client. */
+export class NetworkError extends TollgateError {}
+
+const HOLD_STATE_KEYS = new Set(['hold_not_active', 'hold_expired', 'not_a_hold', 'not_refundable', 'grant_not_pending'])
+
+// PostgreSQL refuses these before an RPC body runs; the keys are PostgreSQL's condition names.
+const TYPE_ERROR_KEYS: Record<string, string> = {
+  '22P02': 'invalid_text_representation',
+  '22003': 'numeric_value_out_of_range',
+  '22P05': 'untranslatable_character',
+  '22021': 'character_not_in_repertoire',
+}
+
+const RETRYABLE_STATUS = new Set([502, 503, 504])
+
+function parseDetails(details: string | null | undefined): Record<string, unknown> {
+  if (!details) return {}
+  try {
+    const parsed: unknown = JSON.parse(details)
+    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {}
+  } catch {
+    return {}
+  }
+}
+
+/**
+ * Maps a supabase-js error and the HTTP status of its answer to a typed error.
+ * Branches on `code` (SQLSTATE / PostgREST code) and on the snake_case key in `message` only.
+ */
+export function toTollgateError(error: PostgrestErrorLike, status: number): TollgateError {
+  const code = error.code ?? ''
+  const message = error.message ?? ''
+  const ownKey = KEY.test(message) ? message : null
+  const hint = error.hint || null
+  const base = { code, status, hint, details: parseDetails(error.details), rawDetails: error.details || null, cause: error }
+
+  // No answer, or the gateway/proxy answered instead of PostgREST: the call may or may not have
+  // run, so only a retry of the same call (same request id or reference) is safe.
+  if (status === 0 || RETRYABLE_STATUS.has(status) || (status >= 500 && code === '')) {
+    return new NetworkError({ ...base, key: 'network_error', retryable: true })
+  }
+
+  switch (code) {
+    case 'PT402':
+      return ownKey === 'insufficient_credits'
+        ? new InsufficientCreditsError({ ...base, key: ownKey })
+        : new TollgateError({ ...base, key: ownKey ?? 'payment_required' })
+    case 'PT409':
+      if (ownKey === 'idempotency_conflict') return new IdempotencyConflictError({ ...base, key: ownKey })
+      if (ownKey && HOLD_STATE_KEYS.has(ownKey)) return new HoldStateError({ ...base, key: ownKey })
+      return new ConflictError({ ...base, key: ownKey ?? 'conflict' })
+    case 'PT404':
+      if (ownKey === 'unknown_operation') return new UnknownOperationError({ ...base, key: ownKey })
+      if (ownKey === 'unknown_request') return new UnknownRequestError({ ...base, key: ownKey })
+      if (ownKey === 'unknown_org') return new UnknownOrgError({ ...base, key: ownKey })
+      return new NotFoundError({ ...base, key: ownKey ?? 'not_found' })
+    case '42501':
+      if (ownKey === 'not_a_member') return new NotAMemberError({ ...base, key: ownKey })
+      // A plain privilege refusal carries prose ("permission denied for function ..."): key `forbidden`.
+      return new ForbiddenError({ ...base, key: ownKey ?? 'forbidden' })
+    case '22023':
+      return new InvalidInputError({ ...base, key: ownKey ?? 'invalid_parameter_value' })
+    case '22P02':
+    case '22003':
+    case '22P05':
+    case '22021':
+      return new InvalidInputError({ ...base, key: TYPE_ERROR_KEYS[code]! })
+    case 'PGRST202':
+      // No RPC with these parameter names: the database lacks the migration this client expects.
+      return new TollgateError({ ...base, key: 'unknown_rpc' })
+    case 'PGRST301':
+    case 'PGRST302':
+    case 'PGRST303':
+      return new ForbiddenError({ ...base, key: 'invalid_jwt' })
+  }
+  if (status === 401 || status === 403) return new ForbiddenError({ ...base, key: ownKey ?? 'forbidden' })
+  return new TollgateError({ ...base, key: ownKey ?? 'unexpected_error' })
+}

@@ -1,0 +1,238 @@
+// Results of the client, in camelCase. The RPCs answer snake_case JSON (typed `Json` by the
+// generator, because they return jsonb); the mappers below are the one place that knows both
+// spellings. Credits are integers (JSON numbers; bigint on the server, exact up to 2^53).
+
+import type { Json, Tables } from './database.types.ts'
+
+export type { Json }
+
+/** A JSON object, as `metadata` and `output` take. */
+export type JsonObject = { [key: string]: Json | undefined }
+
+export type RequestStatus = 'charged' | 'held' | 'captured' | 'released' | 'expired' | 'refunded'
+export type GrantStatus = 'pending' | 'active' | 'expired' | 'voided'
+export type LedgerKind = 'grant' | 'charge' | 'hold' | 'capture' | 'release' | 'refund' | 'expire' | 'adjustment'
+export type OrgRole = 'owner' | 'admin' | 'member'
+
+export interface Balance {
+  orgId: string
+  /** Spendable credits. */
+  available: number
+  /** Credits reserved by open holds (not spendable). */
+  held: number
+  /** When the next active grant expires (ISO timestamp), or null. */
+  nextExpiryAt: string | null
+  /** Credits that expire then, or null. */
+  nextExpiryAmount: number | null
+}
+
+/** What consume, reserve, capture, release and refund answer (first time and on replay). */
+export interface ChargeResult {
+  requestId: string
+  orgId: string
+  operation: string
+  quantity: number
+  status: RequestStatus
+  /** Credits charged (0 for an open or released hold). */
+  charged: number
+  /** Credits a hold reserved; 0 for a plain charge. */
+  reserved: number
+  /** Credits refunded; 0 unless refunded. */
+  refunded: number
+  /** A hold's expiry (ISO timestamp); null for a plain charge. */
+  holdExpiresAt: string | null
+  balanceBefore: number
+  balanceAfter: number
+  /** True when this request id had already been processed: the first answer, nothing charged again. */
+  replayed: boolean
+}
+
+export interface UsageStats {
+  periodDays: number
+  totalCalls: number
+  successfulCalls: number
+  failedCalls: number
+  /** Net of refunds. */
+  totalCreditsUsed: number
+  avgLatencyMs: number
+  topOperations: Array<{ operation: string; calls: number; credits: number }>
+}
+
+export interface LedgerEntry {
+  id: number
+  orgId: string
+  kind: LedgerKind
+  /** Signed change of `available`. */
+  amount: number
+  /** Signed change of `held`. */
+  heldDelta: number
+  balanceAfter: number
+  heldAfter: number
+  requestId: string | null
+  grantId: string | null
+  actorUserId: string | null
+  actorRole: string
+  metadata: Json
+  createdAt: string
+}
+
+export interface LedgerPage {
+  /** Newest first. */
+  entries: LedgerEntry[]
+  /** Pass as `before` for the next (older) page; null on the last page. */
+  nextCursor: number | null
+}
+
+export interface Grant {
+  id: string
+  orgId: string
+  amount: number
+  remaining: number
+  source: string
+  externalRef: string | null
+  status: GrantStatus
+  priority: number
+  expiresAt: string | null
+  expiredAmount: number
+  metadata: Json
+  createdAt: string
+  pendingSince: string | null
+  activatedAt: string | null
+  expiredAt: string | null
+}
+
+/** What grant, activateGrant, voidGrant and grantOnboarding answer. */
+export interface GrantResult {
+  grantId: string
+  orgId: string
+  amount: number
+  remaining: number
+  status: GrantStatus
+  source: string
+  externalRef: string | null
+  priority: number
+  expiresAt: string | null
+  /** The org's spendable balance after the call. */
+  balanceAfter: number
+  /** True when this (org, source, external ref) was already granted: nothing added again. */
+  replayed: boolean
+}
+
+export interface Org {
+  orgId: string
+  name: string
+  role: OrgRole
+  isPersonal: boolean
+  hasUsageCredits: boolean
+}
+
+// Mappers ------------------------------------------------------------------------------------
+
+type Row = Record<string, unknown>
+
+const asRow = (data: unknown): Row => (data !== null && typeof data === 'object' ? (data as Row) : {})
+const num = (value: unknown): number => (typeof value === 'number' ? value : Number(value ?? 0))
+const numOrNull = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value))
+const strOrNull = (value: unknown): string | null => (value === null || value === undefined ? null : String(value))
+
+export function toBalance(data: unknown): Balance {
+  const r = asRow(data)
+  return {
+    orgId: String(r.org_id),
+    available: num(r.available),
+    held: num(r.held),
+    nextExpiryAt: strOrNull(r.next_expiry_at),
+    nextExpiryAmount: numOrNull(r.next_expiry_amount),
+  }
+}
+
+export function toChargeResult(data: unknown): ChargeResult {
+  const r = asRow(data)
+  return {
+    requestId: String(r.request_id),
+    orgId: String(r.org_id),
+    operation: String(r.operation),
+    quantity: num(r.quantity),
+    status: r.status as RequestStatus,
+    charged: num(r.charged),
+    reserved: num(r.reserved),
+    refunded: num(r.refunded),
+    holdExpiresAt: strOrNull(r.hold_expires_at),
+    balanceBefore: num(r.balance_before),
+    balanceAfter: num(r.balance_after),
+    replayed: r.replayed === true,
+  }
+}
+
+export function toUsageStats(data: unknown): UsageStats {
+  const r = asRow(data)
+  const top = Array.isArray(r.top_operations) ? (r.top_operations as Row[]) : []
+  return {
+    periodDays: num(r.period_days),
+    totalCalls: num(r.total_calls),
+    successfulCalls: num(r.successful_calls),
+    failedCalls: num(r.failed_calls),
+    totalCreditsUsed: num(r.total_credits_used),
+    avgLatencyMs: num(r.avg_latency_ms),
+    topOperations: top.map((t) => ({ operation: String(t.operation), calls: num(t.calls), credits: num(t.credits) })),
+  }
+}
+
+export function toLedgerEntry(r: Tables<'credit_ledger'>): LedgerEntry {
+  return {
+    id: r.id,
+    orgId: r.org_id,
+    kind: r.kind as LedgerKind,
+    amount: r.amount,
+    heldDelta: r.held_delta,
+    balanceAfter: r.balance_after,
+    heldAfter: r.held_after,
+    requestId: r.request_id,
+    grantId: r.grant_id,
+    actorUserId: r.actor_user_id,
+    actorRole: r.actor_role,
+    metadata: r.metadata,
+    createdAt: r.created_at,
+  }
+}
+
+export function toGrant(r: Tables<'credit_grants'>): Grant {
+  return {
+    id: r.id,
+    orgId: r.org_id,
+    amount: r.amount,
+    remaining: r.remaining,
+    source: r.source,
+    externalRef: r.external_ref,
+    status: r.status as GrantStatus,
+    priority: r.priority,
+    expiresAt: r.expires_at,
+    expiredAmount: r.expired_amount,
+    metadata: r.metadata,
+    createdAt: r.created_at,
+    pendingSince: r.pending_since,
+    activatedAt: r.activated_at,
+    expiredAt: r.expired_at,
+  }
+}
+
+export function toGrantResult(data: unknown): GrantResult {
+  const r = asRow(data)
+  return {
+    grantId: String(r.grant_id),
+    orgId: String(r.org_id),
+    amount: num(r.amount),
+    remaining: num(r.remaining),
+    status: r.status as GrantStatus,
+    source: String(r.source),
+    externalRef: strOrNull(r.external_ref),
+    priority: num(r.priority),
+    expiresAt: strOrNull(r.expires_at),
+    balanceAfter: num(r.balance_after),
+    replayed: r.replayed === true,
+  }
+}
+
+export function toOrg(r: { org_id: string; name: string; role: string; is_personal: boolean; has_usage_credits: boolean }): Org {
+  return { orgId: r.org_id, name: r.name, role: r.role as OrgRole, isPersonal: r.is_personal, hasUsageCredits: r.has_usage_credits }
+}
