@@ -159,7 +159,7 @@ describe('credit holds', () => {
       ['hold', -3, 3],
       ['release', 3, -3],
     ])
-    expectRpcError(await service.rpc('capture_credits', { p_org_id: org, p_request_id: requestId }), 'PT409', 'hold_not_active')
+    expectRpcError(await service.rpc('capture_credits', { p_org_id: org, p_request_id: requestId }), 'PT409', 'hold_expired')
     await expectBooksBalanced(org)
   })
 

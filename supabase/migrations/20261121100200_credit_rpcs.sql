@@ -624,10 +624,11 @@ begin
     end if;
     return private.request_result(v_request, true);
   end if;
-  if v_request.status <> 'held' then
+  if v_request.status <> 'held' and v_request.status <> 'expired' then
     perform private.fail('hold_not_active', 'PT409', jsonb_build_object('request_id', p_request_id, 'status', v_request.status));
   end if;
-  if v_request.hold_expires_at <= now() then
+  -- Expired is expired, whether or not the cron job has released the hold yet.
+  if v_request.status = 'expired' or v_request.hold_expires_at <= now() then
     -- Past its TTL a hold no longer authorises a charge; the cron job releases it.
     perform private.fail('hold_expired', 'PT409', jsonb_build_object('request_id', p_request_id, 'hold_expires_at', v_request.hold_expires_at),
       'the hold outlived its TTL: reserve again');

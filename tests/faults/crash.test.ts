@@ -14,6 +14,7 @@ afterAll(async () => own?.close(), 60_000)
 it('every acknowledged charge survives a crash, nothing is half-written, reconcile finds nothing', async () => {
   const users = await Promise.all(Array.from({ length: 8 }, () => own.fundedUser(1_000_000)))
   const acknowledged: Array<{ orgId: string; requestId: string }> = []
+  const failedCalls: Array<{ user: (typeof users)[number]; requestId: string }> = []
   let failures = 0
   let phase: 'before' | 'down' | 'after' | 'done' = 'before'
 
@@ -21,8 +22,10 @@ it('every acknowledged charge survives a crash, nothing is half-written, reconci
     const user = users[lane % users.length]!
     const requestId = crypto.randomUUID()
     const { error } = await user.client.rpc('consume_credits', { p_operation: 'crash_op', p_request_id: requestId })
-    if (error) failures++
-    else acknowledged.push({ orgId: user.orgId, requestId })
+    if (error) {
+      failures++
+      failedCalls.push({ user, requestId })
+    } else acknowledged.push({ orgId: user.orgId, requestId })
   })
 
   await sleep(scale === 'full' ? 3000 : 1500)
@@ -70,5 +73,21 @@ it('every acknowledged charge survives a crash, nothing is half-written, reconci
   }
   const reconcile = await own.db.query<{ issues: number }>('select public.reconcile_credits() as issues')
   expect(reconcile.rows[0]!.issues).toBe(0)
-  console.log(`crash: ${acknowledged.length} acknowledged (${beforeCrash} before the kill), ${failures} failed during the outage, 0 lost, 0 invariant violations`)
+
+  // Retrying every failed call with its own id settles each exactly once: the ones that had
+  // committed unseen replay, the others charge now.
+  let replays = 0
+  let next = 0
+  await drive(16, () => next >= failedCalls.length, async () => {
+    const { user, requestId } = failedCalls[next++]!
+    const { data, error } = await user.client.rpc('consume_credits', { p_operation: 'crash_op', p_request_id: requestId })
+    expect(error).toBeNull()
+    if (data.replayed) replays++
+  })
+  const settled = await own.db.query<{ n: number }>('select count(*)::int as n from public.credit_requests where request_id = any($1)', [
+    [...ids, ...failedCalls.map((f) => f.requestId)],
+  ])
+  expect(settled.rows[0]!.n).toBe(ids.length + failedCalls.length)
+  expect((await own.db.query<{ issues: number }>('select public.reconcile_credits() as issues')).rows[0]!.issues).toBe(0)
+  console.log(`crash: ${acknowledged.length} acknowledged (${beforeCrash} before the kill), ${failures} failed during the outage and were retried (${replays} had committed unseen), 0 lost, 0 double charges, 0 invariant violations`)
 }, 120_000)

@@ -149,7 +149,7 @@ select is(
   'hold_expired', 'the ledger says the hold expired'
 );
 select is(public.expire_stale_holds(), 0, 'a second run finds nothing to release');
-select throws_ok(format($$select public.capture_credits(%L, 'h-3')$$, :'alice_org'), 'PT409', 'hold_not_active', 'an expired hold cannot be captured');
+select throws_ok(format($$select public.capture_credits(%L, 'h-3')$$, :'alice_org'), 'PT409', 'hold_expired', 'an expired hold cannot be captured');
 
 -- A grant that expires while its credits are held: the uncaptured rest expires -------------------------
 
