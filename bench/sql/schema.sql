@@ -1,0 +1,157 @@
+-- Benchmark-only objects, in schema `bench` of the throwaway bench stack. Never a migration.
+--
+--   floor_*        the least a charge can do: UPDATE the balance row ... RETURNING, INSERT one
+--                  ledger row. Scenarios 1 and 2 measure consume_credits against it.
+--   mcp_*          tables shaped like seed 003's (mcp.user_accounts, user_credit_transactions,
+--                  user_tool_calls), for its client-side locking pattern (scenario 3).
+--   capgo_*        a grants table and a balances VIEW that sums it per org, the Capgo v2 gate
+--                  pattern of seed 001 (scenario 4).
+
+create schema if not exists bench;
+
+-- Floor ------------------------------------------------------------------------------------------
+
+-- Same shape of work as a charge's money write (one balance row, one ledger row, the ledger's
+-- primary key and per-org index, the available >= 0 CHECK), nothing else: no price lookup,
+-- no idempotency record, no grants, no membership check.
+create table bench.floor_balances (
+  org_id uuid primary key,
+  available bigint not null check (available >= 0),
+  updated_at timestamptz not null default now()
+);
+
+create table bench.floor_ledger (
+  id bigint generated always as identity primary key,
+  org_id uuid not null,
+  amount bigint not null,
+  balance_after bigint not null,
+  request_id text,
+  created_at timestamptz not null default now()
+);
+
+create index floor_ledger_org_idx on bench.floor_ledger (org_id, id);
+
+create function bench.floor_consume(p_org_id uuid, p_request_id text, p_amount bigint default 1)
+returns bigint
+language sql
+set search_path = ''
+as $$
+  with b as (
+    update bench.floor_balances
+    set available = available - p_amount, updated_at = now()
+    where org_id = p_org_id
+    returning available
+  )
+  insert into bench.floor_ledger (org_id, amount, balance_after, request_id)
+  select p_org_id, -p_amount, b.available, p_request_id from b
+  returning balance_after
+$$;
+
+-- Seed 003 (MCP tool-call credits) ---------------------------------------------------------------
+
+-- Columns are the ones its deduct_credits() reads and writes; keys and indexes are what such a
+-- schema has (account FK, unique request id, per-account history).
+create table bench.mcp_user_accounts (
+  id bigint generated always as identity primary key,
+  user_id uuid not null unique,
+  credits_balance bigint not null default 0,
+  total_tool_calls bigint not null default 0,
+  total_credits_used bigint not null default 0,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+
+create table bench.mcp_user_credit_transactions (
+  id bigint generated always as identity primary key,
+  user_account_id bigint not null references bench.mcp_user_accounts (id),
+  transaction_type text not null,
+  amount bigint not null,
+  balance_before bigint not null,
+  balance_after bigint not null,
+  reference_type text,
+  reference_id text,
+  description text,
+  stripe_invoice_id text,
+  created_at timestamptz not null default now()
+);
+
+create index mcp_user_credit_transactions_account_idx on bench.mcp_user_credit_transactions (user_account_id, created_at);
+
+create table bench.mcp_user_tool_calls (
+  id bigint generated always as identity primary key,
+  request_id uuid not null unique,
+  user_account_id bigint references bench.mcp_user_accounts (id),
+  tool_name text not null,
+  credits_cost bigint not null,
+  credits_charged bigint not null,
+  credits_before bigint,
+  credits_after bigint,
+  input_params jsonb,
+  output_summary jsonb,
+  success boolean not null default false,
+  error_code text,
+  error_message text,
+  latency_ms double precision,
+  backend_endpoint text,
+  is_backend_error boolean not null default false,
+  created_at timestamptz not null default now()
+);
+
+create index mcp_user_tool_calls_account_idx on bench.mcp_user_tool_calls (user_account_id, created_at);
+
+-- Capgo v2 gate (seed 001, before the flag) --------------------------------------------------------
+
+create table bench.capgo_grants (
+  id bigint generated always as identity primary key,
+  org_id uuid not null,
+  amount bigint not null,
+  remaining bigint not null,
+  expires_at timestamptz not null,
+  created_at timestamptz not null default now()
+);
+
+create index capgo_grants_org_idx on bench.capgo_grants (org_id, expires_at);
+
+-- Balance per org summed over its grants at read time: what the gate asked EXISTS of.
+create view bench.capgo_balances as
+select g.org_id,
+       sum(g.amount) as total_credits,
+       sum(greatest(case when g.expires_at >= now() then g.remaining else 0 end, 0)) as available_credits,
+       min(case when g.remaining > 0 then g.expires_at end) as next_expiration
+from bench.capgo_grants g
+group by g.org_id;
+
+-- Probes ------------------------------------------------------------------------------------------
+
+-- private.request_result (LANGUAGE sql with SET search_path, so never inlined) called once per
+-- transaction from PL/pgSQL, as charge() calls it, against the same expression written inline.
+-- The difference is what the function call costs a charge.
+create function bench.probe_request_result_call()
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  r public.credit_requests;
+begin
+  select * into r from public.credit_requests limit 1;
+  return private.request_result(r, false);
+end
+$$;
+
+create function bench.probe_request_result_inline()
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  r public.credit_requests;
+begin
+  select * into r from public.credit_requests limit 1;
+  return jsonb_strip_nulls(jsonb_build_object(
+    'request_id', r.request_id, 'org_id', r.org_id, 'operation', r.operation, 'quantity', r.quantity,
+    'status', r.status, 'charged', r.charged, 'reserved', case when r.kind = 'hold' then r.reserved end,
+    'refunded', case when r.refunded > 0 then r.refunded end, 'hold_expires_at', r.hold_expires_at,
+    'balance_before', r.balance_before, 'balance_after', r.balance_after, 'replayed', false));
+end
+$$;
