@@ -53,11 +53,14 @@ create table public.credit_grants (
   check (status <> 'pending' or remaining = amount),
   check (status not in ('expired', 'voided') or remaining = 0),
   constraint credit_grants_idempotency unique (org_id, source, external_ref)
-);
+)
+-- Room on each page so the charge's update of `remaining` (an unindexed column) stays HOT.
+with (fillfactor = 80);
 
--- Burn-down scan: an org's spendable grants in burn order.
+-- Burn-down scan: an org's active grants in burn order. `remaining` is deliberately not in the
+-- index (not even its predicate), so burning credits is a HOT update that touches no index.
 create index credit_grants_burn_idx on public.credit_grants (org_id, priority, expires_at, created_at, id)
-  where status = 'active' and remaining > 0;
+  where status = 'active';
 -- Expiry scan (cron) and due-grant probe (on charge).
 create index credit_grants_due_idx on public.credit_grants (expires_at, org_id)
   where status = 'active' and expires_at is not null;
@@ -72,7 +75,9 @@ create table public.credit_balances (
   available bigint not null default 0 check (available >= 0),
   held bigint not null default 0 check (held >= 0),
   updated_at timestamptz not null default now()
-);
+)
+-- Updated by every charge: half-empty pages keep those updates HOT.
+with (fillfactor = 50);
 
 comment on table public.credit_balances is
   'One row per org, changed in the same transaction as every ledger entry: O(1) balance reads.';
@@ -146,7 +151,8 @@ create table public.credit_ledger (
 
 create index credit_ledger_org_idx on public.credit_ledger (org_id, id);
 create index credit_ledger_request_idx on public.credit_ledger (org_id, request_id) where request_id is not null;
-create index credit_ledger_grant_idx on public.credit_ledger (grant_id);
+-- Only grant, expiry and refund entries name a grant: charges skip this index.
+create index credit_ledger_grant_idx on public.credit_ledger (grant_id) where grant_id is not null;
 
 comment on table public.credit_ledger is
   'Append-only: every grant, charge, hold, capture, release, refund, expiry and adjustment. sum(amount) = available; sum(held_delta) = held.';

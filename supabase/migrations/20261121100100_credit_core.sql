@@ -145,6 +145,8 @@ set search_path = ''
 as $$
 declare
   v_balance public.credit_balances;
+  -- The caller as PostgREST set it (parsed once; auth.uid() and auth.role() would parse twice).
+  v_claims jsonb := nullif(current_setting('request.jwt.claims', true), '')::jsonb;
 begin
   update public.credit_balances b
   set available = b.available + p_amount,
@@ -155,7 +157,7 @@ begin
 
   insert into public.credit_ledger (org_id, kind, amount, held_delta, balance_after, held_after, request_id, grant_id, actor_user_id, actor_role, metadata)
   values (p_org_id, p_kind, p_amount, p_held_delta, v_balance.available, v_balance.held, p_request_id, p_grant_id,
-          (select auth.uid()), coalesce((select auth.role()), 'system'), coalesce(p_metadata, '{}'));
+          (v_claims ->> 'sub')::uuid, coalesce(v_claims ->> 'role', 'system'), coalesce(p_metadata, '{}'));
 
   return v_balance;
 end

@@ -4,34 +4,72 @@
 
 -- Grant expiry ----------------------------------------------------------------------------------
 
--- Expires grants past expires_at, at most about p_batch_size per call (an org's due grants are
--- expired together). Returns how many grants it expired.
-create function public.expire_credit_grants(p_batch_size integer default 500)
+-- Expires up to p_batch_size grants past expires_at and returns how many. Set-based: the
+-- batch's balances are locked in org order (the lock order of every money path), then one
+-- statement expires the grants, debits each balance once and writes one ledger entry per
+-- grant, so the locks are held for milliseconds, not for a row-by-row loop.
+create function public.expire_credit_grants(p_batch_size integer default 2000)
 returns integer
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
-  v_org_id uuid;
-  v_count integer := 0;
+  v_ids uuid[];
+  v_count integer;
 begin
   if p_batch_size is null or p_batch_size not between 1 and 10000 then
     perform private.fail('invalid_batch_size', '22023', jsonb_build_object('batch_size', p_batch_size, 'min', 1, 'max', 10000));
   end if;
-  for v_org_id in
-    select distinct d.org_id
-    from (
-      select g.org_id from public.credit_grants g
-      where g.status = 'active' and g.expires_at <= now()
-      order by g.expires_at
-      limit p_batch_size
-    ) d
-    order by d.org_id
-  loop
-    perform private.lock_balance(v_org_id);
-    v_count := v_count + private.expire_due_grants(v_org_id);
-  end loop;
+  select array_agg(d.id) into v_ids
+  from (
+    select g.id from public.credit_grants g
+    where g.status = 'active' and g.expires_at <= now()
+    order by g.expires_at
+    limit p_batch_size
+  ) d;
+  if v_ids is null then
+    return 0;
+  end if;
+
+  perform 1 from public.credit_balances b
+  where b.org_id in (select g.org_id from public.credit_grants g where g.id = any (v_ids))
+  order by b.org_id
+  for update;
+
+  with due as (
+    -- Re-read under the locks: a charge may have expired some of them meanwhile.
+    select g.id, g.org_id, g.remaining from public.credit_grants g
+    where g.id = any (v_ids) and g.status = 'active' and g.expires_at <= now()
+    for update
+  ),
+  expired as (
+    update public.credit_grants g
+    set status = 'expired', expired_amount = g.expired_amount + d.remaining, remaining = 0, expired_at = now()
+    from due d
+    where g.id = d.id
+    returning d.id, d.org_id, d.remaining
+  ),
+  per_org as (
+    select e.org_id, sum(e.remaining) as amount from expired e where e.remaining > 0 group by e.org_id
+  ),
+  balances as (
+    update public.credit_balances b
+    set available = b.available - p.amount, updated_at = now()
+    from per_org p
+    where b.org_id = p.org_id
+    returning b.org_id, b.available, b.held, p.amount
+  ),
+  ledger as (
+    insert into public.credit_ledger (org_id, kind, amount, held_delta, balance_after, held_after, grant_id, actor_role, metadata)
+    select e.org_id, 'expire', -e.remaining, 0,
+           b.available + b.amount - sum(e.remaining) over (partition by e.org_id order by e.id),
+           b.held, e.id, 'system', '{}'::jsonb
+    from expired e
+    join balances b on b.org_id = e.org_id
+    where e.remaining > 0
+  )
+  select count(*) into v_count from expired;
   return v_count;
 end
 $$;
@@ -261,12 +299,14 @@ comment on function public.reconcile_credits() is
 
 -- Every minute, each job one bounded batch in its own transaction, so no balance lock is held
 -- longer than one batch: a grant expires and a stale hold is released within a minute of its
--- time, and a larger backlog (thousands due in the same minute) drains batch by batch. The
+-- time, and a larger backlog (more than 10,000 grants due in the same minute) drains batch by
+-- batch. Until then a charge expires its own org's due grants itself, so no expired credit is
+-- ever spent; only the replicated flag can lag. The
 -- jobs lock balances in org order, so running side by side they cannot deadlock.
 create extension if not exists pg_cron with schema pg_catalog;
 
 -- cron.schedule upserts by job name, so pushing this migration again changes nothing.
-select cron.schedule('tollgate-expire-credit-grants', '* * * * *', 'select public.expire_credit_grants(2000)');
+select cron.schedule('tollgate-expire-credit-grants', '* * * * *', 'select public.expire_credit_grants(10000)');
 select cron.schedule('tollgate-expire-stale-holds', '* * * * *', 'select public.expire_stale_holds(2000)');
 select cron.schedule('tollgate-refresh-credit-flags', '* * * * *', 'select public.refresh_orgs_has_usage_credits(10000)');
 select cron.schedule('tollgate-reconcile-credits', '17 3 * * *', 'select public.reconcile_credits()');

@@ -26,10 +26,13 @@ export function driftPolicyFromEnv(value: string | undefined): DriftPolicy {
  * The gate query. The flag is read through to_jsonb(o) so the statement still parses on a
  * replica whose orgs has no has_usage_credits column; only published tables are touched.
  */
-export const gateSql = `
-  select a.org_id,
+export const gateColumnsSql = `
+         a.org_id,
          (to_jsonb(o) ->> 'has_usage_credits')::boolean as has_usage_credits,
-         (to_jsonb(o) ? 'has_usage_credits') as flag_present
+         (to_jsonb(o) ? 'has_usage_credits') as flag_present`
+
+export const gateSql = `
+  select ${gateColumnsSql}
   from public.apps a
   left join public.orgs o on o.id = a.org_id
   where a.app_id = $1`

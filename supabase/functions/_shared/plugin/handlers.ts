@@ -31,8 +31,16 @@ export function createUpdatesHandler(replica: PluginReplica, options: PluginOpti
   return async (req: Request): Promise<Response> => {
     allowMethods(req, 'POST')
     const device = parseDeviceInfo(await readJsonBody(req))
-    await gate(replica, options, device.app_id)
-    const target = await replica.updateTarget(device.app_id, device.device_id, device.defaultChannel ?? null)
+    const channel = device.defaultChannel ?? null
+    let target
+    if (options.gate === 'off') {
+      target = await replica.updateTarget(device.app_id, device.device_id, channel)
+    } else {
+      // One replica round trip for the gate and the answer.
+      const gated = await replica.gatedUpdateTarget(device.app_id, device.device_id, channel)
+      decideGate(device.app_id, gated.gate, options.driftPolicy)
+      target = gated.target
+    }
     const headers = lagHeaders(replica)
     if (!target || !target.version) {
       return json(200, { error: 'no_channel', message: 'no channel with a version for this device' }, headers)

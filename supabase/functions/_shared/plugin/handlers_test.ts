@@ -25,6 +25,7 @@ function fakeReplica(gate: GateRow | undefined, target?: UpdateTarget, channel?:
   return {
     gateRow: () => Promise.resolve(gate),
     updateTarget: () => Promise.resolve(target),
+    gatedUpdateTarget: () => Promise.resolve({ gate, target: gate ? target : undefined }),
     channel: () => Promise.resolve(channel),
     deviceChannel: () => Promise.resolve(undefined),
     selfAssignableChannels: () => Promise.resolve([]),

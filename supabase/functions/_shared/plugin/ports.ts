@@ -22,6 +22,8 @@ export interface PluginReplica {
   gateRow(appId: string): Promise<GateRow | undefined>
   /** The device's override, else the requested default channel if it allows self-assignment, else the app's default. */
   updateTarget(appId: string, deviceId: string, requestedChannel: string | null): Promise<UpdateTarget | undefined>
+  /** The gate row and the update target in one round trip (undefined gate: unknown app). */
+  gatedUpdateTarget(appId: string, deviceId: string, requestedChannel: string | null): Promise<{ gate?: GateRow; target?: UpdateTarget }>
   channel(appId: string, name: string): Promise<ChannelInfo | undefined>
   deviceChannel(appId: string, deviceId: string): Promise<{ channel: string; status: 'override' | 'default' } | undefined>
   selfAssignableChannels(appId: string): Promise<ChannelInfo[]>

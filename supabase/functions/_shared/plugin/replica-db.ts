@@ -3,8 +3,33 @@
 import postgres from 'postgres'
 import { unavailableAs } from '../db-errors.ts'
 import type { GateRow } from './gate.ts'
-import { gateSql } from './gate.ts'
+import { gateColumnsSql, gateSql } from './gate.ts'
 import type { ChannelInfo, PluginReplica, UpdateTarget } from './ports.ts'
+
+/**
+ * The channel a device gets: its override, else the requested default channel if that channel
+ * allows self-assignment, else the app's default. $1 app id, $2 device id, $3 requested channel.
+ */
+const targetSql = `
+  with override as (
+    select cd.channel_id from public.channel_devices cd where cd.app_id = $1 and cd.device_id = $2
+  ),
+  target as (
+    select c.name as channel, v.name as version, v.bundle_url, v.checksum,
+           case when c.id = (select channel_id from override) then 'override'
+                when c.name = $3 then 'requested'
+                else 'default' end as source
+    from public.channels c
+    left join public.app_versions v on v.id = c.version_id
+    where c.app_id = $1
+      and (c.id = (select channel_id from override)
+           or (c.name = $3 and c.allow_device_self_set)
+           or c.is_default)
+    order by case when c.id = (select channel_id from override) then 0
+                  when c.name = $3 then 1
+                  else 2 end
+    limit 1
+  )`
 
 export function replicaFromUrl(url: string, subscription: string): PluginReplica {
   const sql = postgres(url, {
@@ -46,25 +71,24 @@ export function replicaFromUrl(url: string, subscription: string): PluginReplica
       return rows[0]
     },
     async updateTarget(appId, deviceId, requestedChannel) {
-      const rows = await sql<UpdateTarget[]>`
-        with override as (
-          select cd.channel_id from public.channel_devices cd where cd.app_id = ${appId} and cd.device_id = ${deviceId}
-        )
-        select c.name as channel, v.name as version, v.bundle_url, v.checksum,
-               case when c.id = (select channel_id from override) then 'override'
-                    when c.name = ${requestedChannel} then 'requested'
-                    else 'default' end as source
-        from public.channels c
-        left join public.app_versions v on v.id = c.version_id
-        where c.app_id = ${appId}
-          and (c.id = (select channel_id from override)
-               or (c.name = ${requestedChannel} and c.allow_device_self_set)
-               or c.is_default)
-        order by case when c.id = (select channel_id from override) then 0
-                      when c.name = ${requestedChannel} then 1
-                      else 2 end
-        limit 1`
+      const rows = await sql.unsafe<UpdateTarget[]>(`${targetSql} select * from target`, [appId, deviceId, requestedChannel], { prepare: true })
       return rows[0]
+    },
+    async gatedUpdateTarget(appId, deviceId, requestedChannel) {
+      const rows = await sql.unsafe<Array<GateRow & Partial<UpdateTarget>>>(
+        `${targetSql}
+         select ${gateColumnsSql}, t.channel, t.version, t.bundle_url, t.checksum, t.source
+         from public.apps a
+         left join public.orgs o on o.id = a.org_id
+         left join target t on true
+         where a.app_id = $1`,
+        [appId, deviceId, requestedChannel],
+        { prepare: true },
+      )
+      const row = rows[0]
+      if (!row) return {}
+      const gate = { org_id: row.org_id, has_usage_credits: row.has_usage_credits, flag_present: row.flag_present }
+      return row.channel ? { gate, target: row as UpdateTarget } : { gate }
     },
     async channel(appId, name) {
       const rows = await sql<ChannelInfo[]>`
