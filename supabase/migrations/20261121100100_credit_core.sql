@@ -202,8 +202,11 @@ revoke all on function private.expire_due_grants(uuid) from public;
 comment on function private.expire_due_grants(uuid) is 'Expires an org''s due grants (balance row locked by the caller). Internal.';
 
 -- Takes p_amount from the org's active grants in burn-down order (priority, soonest expiry,
--- oldest) and returns where it came from: [{"grant_id", "amount"}]. The caller has checked
--- that `available` covers p_amount after settling due grants.
+-- oldest) and returns where it came from: [{"grant_id", "amount"}]. A grant met on the way
+-- that is already past expires_at is expired here instead of spent (the cron job may not have
+-- reached it yet); if that leaves too little, the charge fails with insufficient_credits and
+-- everything, the expiry included, rolls back. The caller holds the balance lock and has
+-- checked that `available` (which still counts due grants) covers p_amount.
 create function private.burn_grants(p_org_id uuid, p_amount bigint)
 returns jsonb
 language plpgsql
@@ -212,6 +215,7 @@ as $$
 declare
   v_left bigint := p_amount;
   v_take bigint;
+  v_expired bigint := 0;
   v_allocations jsonb := '[]';
   v_grant record;
 begin
@@ -219,18 +223,31 @@ begin
     return v_allocations;
   end if;
   for v_grant in
-    select g.id, g.remaining
+    select g.id, g.remaining, g.expires_at <= now() as due
     from public.credit_grants g
     where g.org_id = p_org_id and g.status = 'active' and g.remaining > 0
     order by g.priority, g.expires_at, g.created_at, g.id
     for update
   loop
+    if v_grant.due then
+      update public.credit_grants
+      set status = 'expired', expired_amount = expired_amount + v_grant.remaining, remaining = 0, expired_at = now()
+      where id = v_grant.id;
+      perform private.apply_balance_change(p_org_id, 'expire', -v_grant.remaining, 0, null, v_grant.id, '{}');
+      v_expired := v_expired + v_grant.remaining;
+      continue;
+    end if;
     v_take := least(v_grant.remaining, v_left);
     update public.credit_grants set remaining = remaining - v_take where id = v_grant.id;
     v_allocations := v_allocations || jsonb_build_object('grant_id', v_grant.id, 'amount', v_take);
     v_left := v_left - v_take;
     exit when v_left = 0;
   end loop;
+  if v_left > 0 and v_expired > 0 then
+    perform private.fail('insufficient_credits', 'PT402',
+      jsonb_build_object('required', p_amount, 'available', p_amount - v_left),
+      'top up credits or lower the quantity');
+  end if;
   if v_left > 0 then
     -- available said yes but the grants cannot cover it: an invariant is broken. Refuse rather
     -- than overdraw; reconcile_credits() reports the org.

@@ -90,9 +90,8 @@ begin
   end if;
   v_cost := v_price * p_quantity;
 
-  if private.expire_due_grants(p_org_id) > 0 then
-    select * into v_balance from public.credit_balances b where b.org_id = p_org_id;
-  end if;
+  -- `available` still counts grants past expires_at that the cron job has not expired yet, so
+  -- this is the quick refusal; burn_grants expires any due grant it meets and refuses then.
   if v_balance.available < v_cost then
     perform private.fail('insufficient_credits', 'PT402',
       jsonb_build_object('required', v_cost, 'available', v_balance.available, 'operation', p_operation, 'quantity', p_quantity),

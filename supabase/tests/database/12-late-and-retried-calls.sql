@@ -1,7 +1,7 @@
 -- Late and retried calls: what a backend that retries, or comes back after a TTL, gets.
 begin;
 \ir helpers/setup.psql
-select plan(12);
+select plan(14);
 
 select tests.create_user('alice@example.test') as alice \gset
 select tests.create_user('bob@example.test') as bob \gset
@@ -53,6 +53,19 @@ select public.execute_workflow((:'wf'::jsonb ->> 'workflow_id')::uuid, '{"day": 
 select throws_ok(format($$select public.execute_workflow(%L, '{"day": 2}', 'run-1')$$, :'wf'::jsonb ->> 'workflow_id'), 'PT409', 'idempotency_conflict',
   'the same execution request id with another input is a conflict');
 select tests.clear_authentication();
+
+-- A charge against credits that expired a moment ago (before the cron job ran) is refused with
+-- the true balance, and changes nothing.
+select tests.create_user('bob2@example.test') as bob2 \gset
+select tests.personal_org(:'bob2') as bob2_org \gset
+select (public.grant_credits(:'bob2_org', 10, 'promotion', 'bob2-promo', '2030-01-01T00:00:00Z') ->> 'grant_id') as bob2_grant \gset
+update public.credit_grants set expires_at = now() - interval '1 second' where id = :'bob2_grant';
+select tests.authenticate_as(:'bob2');
+select (tests.error_of($$select public.consume_credits('test_op', 'late-1', 2)$$) -> 'detail') - 'operation'::text - 'quantity'::text as late \gset
+select tests.clear_authentication();
+select is(:'late'::jsonb, '{"required": 4, "available": 0}'::jsonb, 'a just-expired grant does not pay: insufficient_credits with the true balance');
+select results_eq(format('select status, remaining from public.credit_grants where id = %L', :'bob2_grant'), $$values ('active', 10::bigint)$$,
+  'the refused charge wrote nothing (the cron job expires the grant)');
 
 select * from finish();
 rollback;
