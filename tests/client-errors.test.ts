@@ -18,9 +18,9 @@ import {
   UnknownRequestError,
 } from '@tollgate/client'
 import { createTollgateServer } from '@tollgate/client/server'
-import { anonClient, createUser, serviceClient, supabaseOptions, type TestUser } from './support/clients.ts'
+import { anonClient, serviceClient, supabaseOptions } from './support/clients.ts'
 import { env } from './support/env.ts'
-import { balanceOf, createPrice, expectReconciled, grantCredits, randomId, requestCountOf, sleep } from './support/credits.ts'
+import { balanceOf, createPrice, expectReconciled, grantCredits, randomId, requestCountOf, sleep, userTracker } from './support/credits.ts'
 import { fastRetries } from './client-helpers.ts'
 
 /** Runs `call`, expects it to throw, returns the error. */
@@ -42,13 +42,8 @@ const shape = (error: unknown) => {
 // Every error class, from real answers of the stack (PostgREST + Postgres), mapped by SQLSTATE
 // and key only.
 describe('@tollgate/client error mapping', () => {
-  const orgs: string[] = []
+  const { orgs, newUser } = userTracker()
   const server = createTollgateServer(serviceClient(), fastRetries)
-  const newUser = async (label: string): Promise<TestUser> => {
-    const user = await createUser(label)
-    orgs.push(user.personalOrgId)
-    return user
-  }
 
   it('insufficient credits: InsufficientCreditsError with required and available, nothing written', async () => {
     const user = await newUser('poor')

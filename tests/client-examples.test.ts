@@ -6,21 +6,15 @@ import { patientClient } from '../packages/client/examples/retries.ts'
 import { serverExample } from '../packages/client/examples/server.ts'
 import { userExample } from '../packages/client/examples/user.ts'
 import { withCreditsExample } from '../packages/client/examples/with-credits.ts'
-import { createUser, type TestUser } from './support/clients.ts'
 import { env } from './support/env.ts'
-import { balanceOf, createPrice, expectBooksBalanced, expectReconciled, grantCredits, requestOf } from './support/credits.ts'
+import { balanceOf, createPrice, expectBooksBalanced, expectReconciled, grantCredits, requestOf, userTracker } from './support/credits.ts'
 import { clientWithFetch, faultyFetch } from './client-helpers.ts'
 import fs from 'node:fs'
 
 // packages/client/README.md shows packages/client/examples/*.ts verbatim; each example runs here
 // against the stack under test, so the documentation cannot rot.
 describe('@tollgate/client README examples', () => {
-  const orgs: string[] = []
-  const newUser = async (label: string): Promise<TestUser> => {
-    const user = await createUser(label)
-    orgs.push(user.personalOrgId)
-    return user
-  }
+  const { orgs, newUser } = userTracker()
 
   it('the README shows every example file, unchanged', () => {
     const blocks = readmeBlocks(fs.readFileSync(readmeFile, 'utf8'))

@@ -7,7 +7,7 @@ import {
   UserError,
   type TollgateServerOptions,
 } from '@tollgate/client/server'
-import { createUser, serviceClient, type TestUser } from './support/clients.ts'
+import { serviceClient } from './support/clients.ts'
 import {
   balanceOf,
   createPrice,
@@ -19,17 +19,13 @@ import {
   requestCountOf,
   requestOf,
   sleep,
+  userTracker,
 } from './support/credits.ts'
 import { fastRetries } from './client-helpers.ts'
 
 // The server half (service role) against the real stack: grants, holds, refunds, withCredits.
 describe('@tollgate/client/server', () => {
-  const orgs: string[] = []
-  const newUser = async (label: string): Promise<TestUser> => {
-    const user = await createUser(label)
-    orgs.push(user.personalOrgId)
-    return user
-  }
+  const { orgs, newUser } = userTracker()
   const serverWith = (options: TollgateServerOptions = {}) => createTollgateServer(serviceClient(), { ...fastRetries, ...options })
 
   it('grants: idempotent by reference, pending → active / voided, onboarding once', async () => {

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { createTollgateClient, type LedgerEntry } from '@tollgate/client'
 import { createTollgateServer } from '@tollgate/client/server'
-import { createUser, serviceClient, type TestUser } from './support/clients.ts'
+import { serviceClient, type TestUser } from './support/clients.ts'
 import { primaryDb } from './support/db.ts'
-import { balanceOf, createPrice, expectBooksBalanced, expectReconciled, grantCredits, randomId, requestOf } from './support/credits.ts'
+import { balanceOf, createPrice, expectBooksBalanced, expectReconciled, grantCredits, randomId, requestOf, userTracker } from './support/credits.ts'
 import { fastRetries } from './client-helpers.ts'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
@@ -24,12 +24,7 @@ async function ledgerIdsOf(orgId: string): Promise<number[]> {
 
 // The user half against the real stack: what a signed-in user's client answers, in camelCase.
 describe('@tollgate/client user half', () => {
-  const orgs: string[] = []
-  const newUser = async (label: string): Promise<TestUser> => {
-    const user = await createUser(label)
-    orgs.push(user.personalOrgId)
-    return user
-  }
+  const { orgs, newUser } = userTracker()
 
   it('balance, consume (with a generated request id), replay and usage stats', async () => {
     const user = await newUser('spender')

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { createUser, serviceClient, type TestUser } from './support/clients.ts'
+import { serviceClient } from './support/clients.ts'
 import {
   balanceOf,
   createPrice,
@@ -14,17 +14,13 @@ import {
   requestCountOf,
   requestOf,
   shuffle,
+  userTracker,
 } from './support/credits.ts'
 
 // Parallel calls through PostgREST must net to an exact balance: never overdrawn, never
 // charged twice for one request id, never refunded twice.
 describe('credits under concurrency', () => {
-  const orgs: string[] = []
-  const newUser = async (label: string): Promise<TestUser> => {
-    const user = await createUser(label)
-    orgs.push(user.personalOrgId)
-    return user
-  }
+  const { orgs, newUser } = userTracker()
 
   it('lets exactly 150 of 200 parallel charges through on a balance of 150', async () => {
     const user = await newUser('storm')

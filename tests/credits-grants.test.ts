@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { createUser, serviceClient, type TestUser } from './support/clients.ts'
+import { serviceClient } from './support/clients.ts'
 import { eventually, primaryDb } from './support/db.ts'
 import {
   balanceOf,
@@ -12,6 +12,7 @@ import {
   ledgerOf,
   ledgerOfRequest,
   randomId,
+  userTracker,
 } from './support/credits.ts'
 
 interface GrantRow {
@@ -40,13 +41,8 @@ async function allocationsOf(orgId: string, requestId: string): Promise<unknown>
 // Grants: burn-down order, expiry (by the job, flipping the gate flag in the same run),
 // idempotent payment references, pending top-ups activated on payment (seed 002).
 describe('credit grants', () => {
-  const orgs: string[] = []
+  const { orgs, newUser } = userTracker()
   const service = serviceClient()
-  const newUser = async (label: string): Promise<TestUser> => {
-    const user = await createUser(label)
-    orgs.push(user.personalOrgId)
-    return user
-  }
 
   it('burns the expiring grant before the one that never expires', async () => {
     const user = await newUser('burn')

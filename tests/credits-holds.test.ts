@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { createUser, serviceClient, type TestUser } from './support/clients.ts'
+import { serviceClient } from './support/clients.ts'
 import { eventually, primaryDb } from './support/db.ts'
 import {
   balanceOf,
@@ -13,18 +13,14 @@ import {
   randomId,
   requestOf,
   sleep,
+  userTracker,
 } from './support/credits.ts'
 
 // Pre-authorisation (seed 004): reserve, then capture (up to the hold) or release (nothing
 // charged); a hold nobody comes back for expires.
 describe('credit holds', () => {
-  const orgs: string[] = []
+  const { orgs, newUser } = userTracker()
   const service = serviceClient()
-  const newUser = async (label: string): Promise<TestUser> => {
-    const user = await createUser(label)
-    orgs.push(user.personalOrgId)
-    return user
-  }
 
   it('captures part of a hold: charges unit price × captured quantity and releases the rest', async () => {
     const user = await newUser('capture')

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { anonClient, createUser, serviceClient, type TestUser } from './support/clients.ts'
+import { anonClient, serviceClient } from './support/clients.ts'
 import { primaryDb } from './support/db.ts'
 import {
   balanceOf,
@@ -12,6 +12,7 @@ import {
   ledgerOf,
   randomId,
   requestCountOf,
+  userTracker,
 } from './support/credits.ts'
 
 /** Everything a write could have changed for an org. */
@@ -29,13 +30,8 @@ async function snapshotOf(orgId: string): Promise<unknown> {
 // A user moves money only through consume_credits and the workflow RPCs, on orgs they belong
 // to; releases, refunds, grants and maintenance belong to the service role.
 describe('credit security through PostgREST', () => {
-  const orgs: string[] = []
+  const { orgs, newUser } = userTracker()
   const service = serviceClient()
-  const newUser = async (label: string): Promise<TestUser> => {
-    const user = await createUser(label)
-    orgs.push(user.personalOrgId)
-    return user
-  }
 
   it('refuses every service-role RPC to a signed-in user', async () => {
     const user = await newUser('sneaky')

@@ -1,16 +1,11 @@
 import { describe, expect, it } from 'vitest'
-import { createUser, serviceClient, type TestUser } from './support/clients.ts'
-import { createPrice, expectBooksBalanced, expectReconciled, expectRpcError, grantCredits } from './support/credits.ts'
+import { serviceClient } from './support/clients.ts'
+import { createPrice, expectBooksBalanced, expectReconciled, expectRpcError, grantCredits, userTracker } from './support/credits.ts'
 
 // Seed 003: per-call records add up to usage stats; the balance answers available and held.
 describe('usage stats and balance', () => {
-  const orgs: string[] = []
+  const { orgs, newUser } = userTracker()
   const service = serviceClient()
-  const newUser = async (label: string): Promise<TestUser> => {
-    const user = await createUser(label)
-    orgs.push(user.personalOrgId)
-    return user
-  }
 
   it('sums consumes, captures, releases and refunds exactly in get_usage_stats', async () => {
     const user = await newUser('stats')

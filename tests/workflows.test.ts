@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest'
-import { createUser, type TestUser } from './support/clients.ts'
 import { primaryDb } from './support/db.ts'
 import {
   balanceOf,
@@ -12,18 +11,14 @@ import {
   ledgerOfRequest,
   randomId,
   requestCountOf,
+  userTracker,
 } from './support/credits.ts'
 
 // Seed 000: the charge is part of the business operation. Without the credits there is no
 // workflow; concurrent creations never overdraw.
 // Prices are the migration's defaults: workflow_create 5, workflow_execute 3.
 describe('workflows charged in the same transaction', () => {
-  const orgs: string[] = []
-  const newUser = async (label: string): Promise<TestUser> => {
-    const user = await createUser(label)
-    orgs.push(user.personalOrgId)
-    return user
-  }
+  const { orgs, newUser } = userTracker()
 
   async function workflowsOf(orgId: string): Promise<Array<{ name: string; request_id: string }>> {
     const { rows } = await primaryDb.query('select name, request_id from public.workflows where org_id = $1 order by created_at, id', [orgId])

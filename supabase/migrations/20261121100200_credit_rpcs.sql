@@ -462,11 +462,10 @@ grant execute on function public.grant_credits(uuid, bigint, text, text, timesta
 comment on function public.grant_credits(uuid, bigint, text, text, timestamptz, jsonb, integer, boolean) is
   'Server RPC: add credits to an org, idempotent on (org, source, external_ref); p_pending waits for activate_credit_grant.';
 
--- Payment confirmed: a pending grant becomes spendable (once).
-create function public.activate_credit_grant(p_org_id uuid, p_source text, p_external_ref text)
-returns jsonb
+-- Locks an org's balance, then its grant with this (source, external_ref); PT404 if none.
+create function private.lock_grant(p_org_id uuid, p_source text, p_external_ref text)
+returns public.credit_grants
 language plpgsql
-security definer
 set search_path = ''
 as $$
 declare
@@ -479,6 +478,23 @@ begin
   if not found then
     perform private.fail('unknown_grant', 'PT404', jsonb_build_object('source', p_source, 'external_ref', p_external_ref));
   end if;
+  return v_grant;
+end
+$$;
+
+revoke all on function private.lock_grant(uuid, text, text) from public;
+comment on function private.lock_grant(uuid, text, text) is 'Locks an org''s balance, then one of its grants by external reference. Internal.';
+
+-- Payment confirmed: a pending grant becomes spendable (once).
+create function public.activate_credit_grant(p_org_id uuid, p_source text, p_external_ref text)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_grant public.credit_grants := private.lock_grant(p_org_id, p_source, p_external_ref);
+begin
   if v_grant.status <> 'pending' then
     if v_grant.status in ('active', 'expired') and v_grant.pending_since is not null then
       return private.grant_result(v_grant, true);
@@ -508,15 +524,8 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_grant public.credit_grants;
+  v_grant public.credit_grants := private.lock_grant(p_org_id, p_source, p_external_ref);
 begin
-  perform private.lock_balance(p_org_id);
-  select * into v_grant from public.credit_grants g
-  where g.org_id = p_org_id and g.source = p_source and g.external_ref = p_external_ref
-  for update;
-  if not found then
-    perform private.fail('unknown_grant', 'PT404', jsonb_build_object('source', p_source, 'external_ref', p_external_ref));
-  end if;
   if v_grant.status = 'voided' then
     return private.grant_result(v_grant, true);
   end if;

@@ -1,6 +1,6 @@
 import { expect } from 'vitest'
 import type { PostgrestError } from '@supabase/supabase-js'
-import { serviceClient } from './clients.ts'
+import { createUser, serviceClient, type TestUser } from './clients.ts'
 import { primaryDb } from './db.ts'
 
 // Credit-engine helpers for the vitest files. The code under test is always reached through
@@ -203,6 +203,19 @@ export async function expectReconciled(orgIds: string[]): Promise<void> {
     [orgIds],
   )
   expect(ours).toEqual([])
+}
+
+/** Users made by one test file, with their orgs remembered for the end-of-file reconciliation. */
+export function userTracker(): { orgs: string[]; newUser(label: string): Promise<TestUser> } {
+  const orgs: string[] = []
+  return {
+    orgs,
+    async newUser(label) {
+      const user = await createUser(label)
+      orgs.push(user.personalOrgId)
+      return user
+    },
+  }
 }
 
 /** Shuffles in place (Fisher–Yates) so parallel storms do not arrive in a tidy order. */

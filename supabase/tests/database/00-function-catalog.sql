@@ -37,6 +37,7 @@ insert into expected_functions values
   ('private.release_hold(p_request credit_requests, p_status text, p_reason text)',              false,   '{}'),
   ('private.lock_request(p_org_id uuid, p_request_id text)',                                     false,   '{}'),
   ('private.grant_result(p_grant credit_grants, p_replayed boolean)',                            false,   '{}'),
+  ('private.lock_grant(p_org_id uuid, p_source text, p_external_ref text)',                     false,   '{}'),
   ('private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean)',
                                                                                                  false,   '{}'),
   ('public.consume_credits(p_operation text, p_request_id text, p_quantity integer, p_org_id uuid, p_metadata jsonb)',

@@ -125,7 +125,7 @@ select ok(
 );
 select is(
   (select count(*)::int from cron.job where (jobname::text, command) in (
-    ('tollgate-expire-credit-grants', 'select public.expire_credit_grants(10000)'),
+    ('tollgate-expire-credit-grants', 'select public.expire_credit_grants(1000)'),
     ('tollgate-expire-stale-holds', 'select public.expire_stale_holds(2000)'),
     ('tollgate-refresh-credit-flags', 'select public.refresh_orgs_has_usage_credits(10000)')
   )),
