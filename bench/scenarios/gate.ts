@@ -1,24 +1,19 @@
 // Scenario 4: the plugin gate's flag read vs Capgo v2's EXISTS over a balances view that sums
 // the org's grants at read time, at 10 and 10k grants per org.
-import fs from 'node:fs'
-import path from 'node:path'
 import type pg from 'pg'
 import type { Context, ScenarioOutput } from '../lib/context.ts'
 import { settle } from '../lib/context.ts'
-import { repoRoot } from '../lib/paths.ts'
 import { pgbench } from '../lib/pgbench.ts'
 import { find, pass, ratioText, tpsText } from '../lib/result.ts'
 import { settings } from '../lib/settings.ts'
 import { sideBySide, warmUp, type Variant } from '../lib/sidebyside.ts'
 import type { Measurement } from '../lib/stats.ts'
 import { gateApp } from '../prepare.ts'
+import { gateSql as edgeGateSql } from '../../supabase/functions/_shared/plugin/gate.ts'
 
-/** The gate statement exactly as the edge functions send it (read from gate.ts, not copied). */
+/** The gate statement exactly as the edge functions send it (imported from gate.ts, not copied). */
 export function gateSql(): string {
-  const source = fs.readFileSync(path.join(repoRoot, 'supabase/functions/_shared/plugin/gate.ts'), 'utf8')
-  const sql = /export const gateSql = `([\s\S]*?)`/.exec(source)?.[1]
-  if (!sql || !sql.includes('$1')) throw new Error('cannot find gateSql in supabase/functions/_shared/plugin/gate.ts')
-  return sql.trim()
+  return edgeGateSql.trim()
 }
 
 // Seed 001's gate before the flag: EXISTS over the per-org balances view (a GROUP BY over the

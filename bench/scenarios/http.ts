@@ -165,7 +165,7 @@ export async function pluginGate(ctx: Context): Promise<ScenarioOutput> {
         note:
           worst.ratio >= 0.9
             ? undefined
-            : `the gated handler sends two replica queries one after the other (gateRow, then updateTarget: handlers.ts), the ungated one sends only the second; at 1 connection that second round trip adds ${(find(measurements, 'updates_gated', 1).mean_ms - find(measurements, 'updates_ungated', 1).mean_ms).toFixed(2)} ms per request, and under load the extra query is CPU that Deno, the replica and the load generator share on ${os.cpus().length} cores`,
+            : `both handlers send one replica query (handlers.ts); the gated one also joins apps and orgs and reads the flag through to_jsonb(o), which at 1 connection costs ${(find(measurements, 'updates_gated', 1).mean_ms - find(measurements, 'updates_ungated', 1).mean_ms).toFixed(2)} ms per request; the worst ratio is at the concurrency where Deno, the replica and the load generator saturate the ${os.cpus().length} cores, so it moves with the machine's load (compare the other connection counts)`,
       },
     ],
     measurements,
