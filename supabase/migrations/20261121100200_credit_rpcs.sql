@@ -131,15 +131,27 @@ revoke all on function private.charge(uuid, uuid, text, text, text, integer, int
 comment on function private.charge(uuid, uuid, text, text, text, integer, integer, jsonb) is
   'Charges or reserves price × quantity once per (org, request id). Internal: consume_credits, reserve_credits, workflow RPCs.';
 
--- Fills the call-record columns of a request from an RPC's p_result.
-create function private.record_outcome(p_org_id uuid, p_request_id text, p_result jsonb, p_success boolean, p_backend_error boolean)
-returns void
+-- Settles a request in one write: its new state (status, charged, what it still holds of
+-- which grants, balance after) and the call record from an RPC's p_result.
+create function private.settle_request(
+  p_org_id uuid,
+  p_request_id text,
+  p_status text,
+  p_charged bigint,
+  p_allocations jsonb,
+  p_balance_after bigint,
+  p_result jsonb,
+  p_success boolean,
+  p_backend_error boolean
+)
+returns public.credit_requests
 language plpgsql
 set search_path = ''
 as $$
 declare
   -- JSON nulls mean "not given" (clients send error_code: null on success).
   v_result jsonb := jsonb_strip_nulls(private.check_metadata(p_result, 'invalid_result'));
+  v_request public.credit_requests;
 begin
   if (v_result ? 'latency_ms' and (jsonb_typeof(v_result -> 'latency_ms') <> 'number' or (v_result ->> 'latency_ms')::numeric not between 0 and 2147483647))
      or (v_result ? 'backend_endpoint' and jsonb_typeof(v_result -> 'backend_endpoint') <> 'string')
@@ -149,24 +161,36 @@ begin
       'p_result keys: latency_ms (number >= 0), backend_endpoint (string), error_code (string), success (boolean), output (any)');
   end if;
   update public.credit_requests
-  set success = coalesce((v_result ->> 'success')::boolean, p_success),
+  set status = p_status,
+      charged = p_charged,
+      allocations = p_allocations,
+      balance_after = p_balance_after,
+      success = coalesce((v_result ->> 'success')::boolean, p_success),
       backend_error = p_backend_error,
       error_code = left(v_result ->> 'error_code', 100),
       latency_ms = round((v_result ->> 'latency_ms')::numeric)::integer,
       backend_endpoint = left(v_result ->> 'backend_endpoint', 500),
       output_summary = v_result -> 'output',
       completed_at = now()
-  where org_id = p_org_id and request_id = p_request_id;
+  where org_id = p_org_id and request_id = p_request_id
+  returning * into v_request;
+  return v_request;
 end
 $$;
 
-revoke all on function private.record_outcome(uuid, text, jsonb, boolean, boolean) from public;
-comment on function private.record_outcome(uuid, text, jsonb, boolean, boolean) is 'Records a metered call''s outcome. Internal.';
+revoke all on function private.settle_request(uuid, text, text, bigint, jsonb, bigint, jsonb, boolean, boolean) from public;
+comment on function private.settle_request(uuid, text, text, bigint, jsonb, bigint, jsonb, boolean, boolean) is
+  'Settles a hold''s request (state and call record) in one write. Internal.';
 
--- Gives a held request's credits back (release, or hold expiry). Balance locked, request
--- locked and still 'held'.
-create function private.release_hold(p_request public.credit_requests, p_status text, p_reason text)
-returns public.credit_balances
+-- Gives a held request's credits back (release, or hold expiry) and returns what the request
+-- still holds (nothing) and the balance after; the caller settles the request. Balance locked,
+-- request locked and still 'held'.
+create function private.release_hold(
+  p_request public.credit_requests,
+  p_reason text,
+  out allocations jsonb,
+  out balance_after bigint
+)
 language plpgsql
 set search_path = ''
 as $$
@@ -182,15 +206,13 @@ begin
     v_balance := private.apply_balance_change(p_request.org_id, 'expire', -v_back.returned_expired, 0,
       p_request.request_id, null, jsonb_build_object('reason', 'grant_expired_while_held'));
   end if;
-  update public.credit_requests
-  set status = p_status, allocations = v_back.allocations, success = false, completed_at = now()
-  where org_id = p_request.org_id and request_id = p_request.request_id;
-  return v_balance;
+  allocations := v_back.allocations;
+  balance_after := v_balance.available;
 end
 $$;
 
-revoke all on function private.release_hold(public.credit_requests, text, text) from public;
-comment on function private.release_hold(public.credit_requests, text, text) is 'Releases a hold''s credits to their grants. Internal.';
+revoke all on function private.release_hold(public.credit_requests, text) from public;
+comment on function private.release_hold(public.credit_requests, text) is 'Releases a hold''s credits to their grants. Internal.';
 
 -- Locks the balance and then the request (lock order), settles due grants; PT404 if unknown.
 create function private.lock_request(p_org_id uuid, p_request_id text)
@@ -662,12 +684,8 @@ begin
     v_balance := private.apply_balance_change(p_org_id, 'expire', -v_back.returned_expired, 0, p_request_id, null,
       jsonb_build_object('reason', 'grant_expired_while_held'));
   end if;
-  update public.credit_requests
-  set status = 'captured', charged = v_charge, allocations = v_back.allocations, balance_after = v_balance.available
-  where org_id = p_org_id and request_id = p_request_id;
-  perform private.record_outcome(p_org_id, p_request_id, p_result, true, false);
-
-  select * into v_request from public.credit_requests r where r.org_id = p_org_id and r.request_id = p_request_id;
+  v_request := private.settle_request(p_org_id, p_request_id, 'captured', v_charge, v_back.allocations, v_balance.available,
+    p_result, true, false);
   return private.request_result(v_request, false);
 end
 $$;
@@ -692,7 +710,7 @@ set search_path = ''
 as $$
 declare
   v_request public.credit_requests := private.lock_request(p_org_id, p_request_id);
-  v_balance public.credit_balances;
+  v_released record;
 begin
   if v_request.kind <> 'hold' then
     perform private.fail('not_a_hold', 'PT409', jsonb_build_object('request_id', p_request_id, 'kind', v_request.kind));
@@ -704,10 +722,9 @@ begin
   if v_request.status <> 'held' then
     perform private.fail('hold_not_active', 'PT409', jsonb_build_object('request_id', p_request_id, 'status', v_request.status));
   end if;
-  v_balance := private.release_hold(v_request, 'released', case when coalesce(p_backend_error, true) then 'backend_error' else 'released' end);
-  update public.credit_requests set balance_after = v_balance.available where org_id = p_org_id and request_id = p_request_id;
-  perform private.record_outcome(p_org_id, p_request_id, p_result, false, coalesce(p_backend_error, true));
-  select * into v_request from public.credit_requests r where r.org_id = p_org_id and r.request_id = p_request_id;
+  v_released := private.release_hold(v_request, case when coalesce(p_backend_error, true) then 'backend_error' else 'released' end);
+  v_request := private.settle_request(p_org_id, p_request_id, 'released', 0, v_released.allocations, v_released.balance_after,
+    p_result, false, coalesce(p_backend_error, true));
   return private.request_result(v_request, false);
 end
 $$;

@@ -92,6 +92,7 @@ as $$
 declare
   v_hold record;
   v_request public.credit_requests;
+  v_released record;
   v_count integer := 0;
 begin
   if p_batch_size is null or p_batch_size not between 1 and 10000 then
@@ -110,7 +111,9 @@ begin
     v_request := private.lock_request(v_hold.org_id, v_hold.request_id);
     -- Captured or released since we looked: nothing to do.
     continue when v_request.status <> 'held';
-    perform private.release_hold(v_request, 'expired', 'hold_expired');
+    v_released := private.release_hold(v_request, 'hold_expired');
+    perform private.settle_request(v_hold.org_id, v_hold.request_id, 'expired', 0, v_released.allocations, v_released.balance_after,
+      '{}', false, false);
     v_count := v_count + 1;
   end loop;
   return v_count;
