@@ -78,8 +78,13 @@ function proxy(
   const upstream = http.request(
     { host: '127.0.0.1', port, method: req.method, path: `${path}${search}`, headers: { ...headers, host: `127.0.0.1:${port}` } },
     (upstreamRes) => {
-      res.writeHead(upstreamRes.statusCode ?? 502, { ...upstreamRes.headers, ...extraHeaders })
+      // The upstream answered before reading the whole request (e.g. it refused an oversized
+      // body): answer, then close the connection instead of leaving the client streaming into
+      // a keep-alive socket nobody reads.
+      const early = !req.complete
+      res.writeHead(upstreamRes.statusCode ?? 502, { ...upstreamRes.headers, ...extraHeaders, ...(early ? { connection: 'close' } : {}) })
       upstreamRes.pipe(res)
+      if (early) res.once('finish', () => closeAfterEarlyAnswer(req, upstream))
     },
   )
   upstream.on('error', (error) => {
@@ -87,6 +92,15 @@ function proxy(
     else res.destroy()
   })
   req.pipe(upstream)
+}
+
+function closeAfterEarlyAnswer(req: http.IncomingMessage, upstream: http.ClientRequest): void {
+  if (req.complete) return
+  req.unpipe(upstream)
+  upstream.destroy()
+  req.resume() // discard what is still arriving while the answer drains
+  req.socket.end()
+  setTimeout(() => req.socket.destroy(), 1000).unref()
 }
 
 export const gatewayPort = (server: http.Server): number => (server.address() as AddressInfo).port
