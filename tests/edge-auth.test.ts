@@ -79,9 +79,9 @@ describe('called directly, without any gateway', () => {
     const tokens: Array<[string, string | undefined, number]> = [
       ['none', undefined, 401],
       ['unsigned service_role', unsignedServiceRole(), 401],
-      ['signed with another secret', signJwt({ role: 'service_role', exp: now() + 60 }, 'not-the-project-secret-but-32-characters-long'), 401],
-      ['expired service_role', signJwt({ role: 'service_role', exp: now() - 10 }, env.SUPABASE_JWT_SECRET), 401],
-      ['service_role without expiry', signJwt({ role: 'service_role' }, env.SUPABASE_JWT_SECRET), 401],
+      ['signed with another secret', await signJwt({ role: 'service_role', exp: now() + 60 }, 'not-the-project-secret-but-32-characters-long'), 401],
+      ['expired service_role', await signJwt({ role: 'service_role', exp: now() - 10 }, env.SUPABASE_JWT_SECRET), 401],
+      ['service_role without expiry', await signJwt({ role: 'service_role' }, env.SUPABASE_JWT_SECRET), 401],
       ['anon key', env.SUPABASE_ANON_KEY, 403],
       ['user token', owner.jwt, 403],
     ]

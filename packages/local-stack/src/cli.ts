@@ -76,7 +76,7 @@ async function start(): Promise<number> {
     fs.rmSync(stateFile, { force: true })
     throw error
   })
-  printEnv(stack)
+  await printEnv(stack)
   log('stack running; Ctrl-C (or `npm run stop`) stops it')
   let stopping = false
   const shutdown = async (signal: string) => {
@@ -104,7 +104,7 @@ function definedPorts(): Partial<typeof defaultPorts> {
   )
 }
 
-function printEnv(stack: RunningStack): void {
+async function printEnv(stack: RunningStack): Promise<void> {
   const { env } = stack
   process.stdout.write(
     formatEnv({
@@ -118,7 +118,7 @@ function printEnv(stack: RunningStack): void {
       JWT_SECRET: env.SUPABASE_JWT_SECRET,
       DEMO_USER_ID: demoUser.id,
       DEMO_USER_EMAIL: demoUser.email,
-      DEMO_USER_JWT: demoUserJwt(env),
+      DEMO_USER_JWT: await demoUserJwt(env),
     }),
   )
   log(`the same values under the names tests and functions read: ${path.join(stack.home, '.env')}`)

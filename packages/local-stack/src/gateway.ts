@@ -28,7 +28,7 @@ const restCors = {
  * `verify_jwt` on, a valid JWT in Authorization.
  */
 export function startGateway(routes: GatewayRoutes, port: number): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
+  const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://gateway')
     const bearer = (req.headers.authorization ?? '').replace(/^Bearer\s+/i, '')
 
@@ -36,7 +36,7 @@ export function startGateway(routes: GatewayRoutes, port: number): Promise<http.
       if (req.method === 'OPTIONS') return void res.writeHead(204, restCors).end()
       const apikey = (req.headers.apikey as string | undefined) ?? url.searchParams.get('apikey') ?? ''
       if (!apikey) return json(res, 401, { message: 'No API key found in request', hint: 'send the anon or service_role key in the apikey header' }, restCors)
-      const claims = verifyJwt(apikey, routes.jwtSecret)
+      const claims = await verifyJwt(apikey, routes.jwtSecret)
       if (!claims || (claims.role !== 'anon' && claims.role !== 'service_role')) {
         return json(res, 401, { message: 'Invalid API key' }, restCors)
       }
@@ -49,7 +49,7 @@ export function startGateway(routes: GatewayRoutes, port: number): Promise<http.
       const [, name, rest = ''] = fn as unknown as [string, string, string | undefined]
       const target = routes.functions.get(name)
       if (!target) return json(res, 404, { code: 'NOT_FOUND', message: 'Requested function was not found' })
-      if (target.verifyJwt && req.method !== 'OPTIONS' && !verifyJwt(bearer, routes.jwtSecret)) {
+      if (target.verifyJwt && req.method !== 'OPTIONS' && !(await verifyJwt(bearer, routes.jwtSecret))) {
         return json(res, 401, { code: 401, message: 'Invalid JWT' })
       }
       return proxy(req, res, target.port, `/${name}${rest}`, url.search, req.headers)

@@ -176,8 +176,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     const apiUrl = `http://127.0.0.1:${options.ports.api}`
     const env: StackEnv = {
       SUPABASE_URL: apiUrl,
-      SUPABASE_ANON_KEY: apiKey('anon', jwtSecret),
-      SUPABASE_SERVICE_ROLE_KEY: apiKey('service_role', jwtSecret),
+      SUPABASE_ANON_KEY: await apiKey('anon', jwtSecret),
+      SUPABASE_SERVICE_ROLE_KEY: await apiKey('service_role', jwtSecret),
       SUPABASE_JWT_SECRET: jwtSecret,
       SUPABASE_DB_URL: primary.url(),
       TOLLGATE_REPLICA_DB_URL: replica.url(),
@@ -234,6 +234,6 @@ export function formatEnv(env: object): string {
 }
 
 /** A ready-to-use access token for the demo user (seeded by supabase/seed.sql). */
-export function demoUserJwt(env: StackEnv): string {
+export function demoUserJwt(env: StackEnv): Promise<string> {
   return userJwt(demoUser.id, env.SUPABASE_JWT_SECRET, { email: demoUser.email, expiresInSeconds: 7 * 24 * 3600 })
 }
