@@ -195,16 +195,49 @@ describe('channel overrides: a device changes only what it chose', () => {
     await grant(1)
     await timeUntil(200)
     const device = deviceBody(app.appId)
+    // Owners pin through pin_device_channel (members cannot write overrides directly, so an
+    // override's set_by cannot be forged).
     const { rows } = await primaryDb.query<{ id: string }>(`select id from public.channels where app_id = $1 and name = 'production'`, [app.appId])
-    const pinned = await owner.client
+    const direct = await owner.client
       .from('channel_devices')
-      .insert({ app_id: app.appId, org_id: app.orgId, device_id: device.device_id, channel_id: rows[0]!.id })
-    expect(pinned.error).toBeNull()
+      .insert({ app_id: app.appId, org_id: app.orgId, device_id: device.device_id, channel_id: rows[0]!.id, set_by: 'device' })
+    expect(direct.error?.code).toBe('42501')
+    const pinned = await owner.client.rpc('pin_device_channel', { p_app_id: app.appId, p_device_id: device.device_id, p_channel: 'production' })
+    expect(pinned).toMatchObject({ error: null, data: { channel: 'production', set_by: 'owner' } })
 
     const removed = await callPlugin('channel_self', device, 'DELETE')
     expect(removed).toMatchObject({ status: 403, body: { error: 'channel_override_not_removable' } })
     const replaced = await callPlugin('channel_self', { ...device, channel: 'beta' })
     expect(replaced).toMatchObject({ status: 403, body: { error: 'channel_override_not_replaceable' } })
+    expect(await overrideOf(device.device_id as string)).toEqual([{ name: 'production' }])
+
+    // The pin reaches the replica: the device is served the pinned channel, and told so.
+    const pinnedSeen = await eventually('the pin on the replica', async () => {
+      const res = await callPlugin('channel_self', device, 'PUT')
+      return res.body.status === 'override' ? res.body : undefined
+    })
+    expect(pinnedSeen).toEqual({ channel: 'production', status: 'override' })
+    expect((await callPlugin('updates', device)).body).toMatchObject({ version: '1.1.0', channel: 'production' })
+
+    // The owner removes their pin; the device is back on the default channel and free to choose.
+    const unpinned = await owner.client.rpc('pin_device_channel', { p_app_id: app.appId, p_device_id: device.device_id, p_channel: null })
+    expect(unpinned).toMatchObject({ error: null, data: { channel: null, removed: true } })
+    expect(await callPlugin('channel_self', { ...device, channel: 'beta' })).toMatchObject({ status: 200, body: { channel: 'beta' } })
+  })
+
+  it('an owner pin replaces a device-chosen override; a stranger cannot pin', async () => {
+    const device = deviceBody(app.appId)
+    await grant(1)
+    await timeUntil(200)
+    expect(await callPlugin('channel_self', { ...device, channel: 'beta' })).toMatchObject({ status: 200 })
+    const pinned = await owner.client.rpc('pin_device_channel', { p_app_id: app.appId, p_device_id: device.device_id, p_channel: 'production' })
+    expect(pinned.error).toBeNull()
+    expect(await overrideOf(device.device_id as string)).toEqual([{ name: 'production' }])
+    expect(await callPlugin('channel_self', device, 'DELETE')).toMatchObject({ status: 403, body: { error: 'channel_override_not_removable' } })
+
+    const stranger = await createUser('plugin-stranger')
+    const refused = await stranger.client.rpc('pin_device_channel', { p_app_id: app.appId, p_device_id: device.device_id, p_channel: 'beta' })
+    expect(refused.error).toMatchObject({ code: 'PT404', message: 'unknown_app' })
     expect(await overrideOf(device.device_id as string)).toEqual([{ name: 'production' }])
   })
 
@@ -290,6 +323,16 @@ describe('replica data contract', () => {
     )
     const sortCols = (rows: { table: string; columns: string[] }[]) => rows.map((r) => ({ table: r.table, columns: [...r.columns].sort() }))
     expect(sortCols(onReplica.rows)).toEqual(sortCols(published.rows))
-    expect(published.rows.map((r) => r.table)).toEqual(['app_versions', 'apps', 'channel_devices', 'channels', 'orgs'])
+    // The contract as README "Replica data contract" writes it.
+    expect(sortCols(published.rows)).toEqual(
+      sortCols([
+        { table: 'app_versions', columns: ['id', 'app_id', 'name', 'bundle_url', 'checksum'] },
+        { table: 'apps', columns: ['app_id', 'org_id'] },
+        { table: 'channel_devices', columns: ['app_id', 'device_id', 'channel_id'] },
+        { table: 'channels', columns: ['id', 'app_id', 'name', 'version_id', 'is_default', 'allow_device_self_set'] },
+        { table: 'orgs', columns: ['id', 'has_usage_credits'] },
+        { table: 'replica_heartbeat', columns: ['id', 'beat_at'] },
+      ]),
+    )
   })
 })
