@@ -21,6 +21,11 @@ export type Access =
 export interface Route<A extends Access> {
   methods: readonly string[]
   access: A
+  /**
+   * Adds what every answer of this function carries (not the OPTIONS preflight): `refused` is
+   * true for a 405, which must not touch a database. The plugin endpoints add the replica lag.
+   */
+  decorate?: (res: Response, refused: boolean) => Response | Promise<Response>
 }
 
 export type UserCaller = Caller & { role: 'authenticated'; userId: string }
@@ -39,9 +44,9 @@ function corsHeaders(methods: readonly string[]): Record<string, string> {
   }
 }
 
-async function verifyCaller<A extends Access>(req: Request, access: A, verify: Verify): Promise<CallerFor<A>> {
+async function verifyCaller<A extends Access>(req: Request, access: A, verify: () => Verify): Promise<CallerFor<A>> {
   if (access === 'public') return null as CallerFor<A>
-  const caller = await verify(bearerToken(req))
+  const caller = await verify()(bearerToken(req))
   if (access === 'service_role' && caller.role !== 'service_role') {
     throw new HttpError(403, 'forbidden', 'this endpoint is for the service role only')
   }
@@ -51,11 +56,14 @@ async function verifyCaller<A extends Access>(req: Request, access: A, verify: V
   return caller as CallerFor<A>
 }
 
-function withHeaders(res: Response, headers: Record<string, string>): Response {
-  for (const [name, value] of Object.entries(headers)) {
-    if (!res.headers.has(name)) res.headers.set(name, value)
+function render(error: unknown, fn: string, req: Request): Response {
+  if (error instanceof HttpError) {
+    const headers: Record<string, string> = { ...error.headers }
+    if (error.status === 401) headers['www-authenticate'] = 'Bearer'
+    return json(error.status, { error: error.key, message: error.message, ...error.extra }, headers)
   }
-  return res
+  logEvent('error', 'unhandled_error', { fn, method: req.method, message: (error as Error)?.message ?? String(error) })
+  return json(500, { error: 'internal_error', message: 'internal error' })
 }
 
 /** Builds the function's request handler: `Deno.serve(handle('name', route, handler))`. */
@@ -66,28 +74,29 @@ export function handle<A extends Access>(
   verify: () => Verify = verifierFromEnv,
 ): (req: Request) => Promise<Response> {
   const cors = corsHeaders(route.methods)
+  const decorate = route.decorate ?? ((res: Response) => res)
   return async (req) => {
     if (req.method === 'OPTIONS') return new Response(null, { status: 204, headers: cors })
     const started = performance.now()
-    const log = (status: number, extra: Record<string, unknown> = {}) =>
-      logEvent(status >= 500 ? 'error' : 'info', 'request', { fn, method: req.method, status, latency_ms: Math.round(performance.now() - started), ...extra })
+    const refused = !route.methods.includes(req.method)
+    let res: Response
+    let key: string | undefined
     try {
-      if (!route.methods.includes(req.method)) {
-        throw new HttpError(405, 'method_not_allowed', `use ${route.methods.join(', ')}`, {}, { allow: route.methods.join(', ') })
-      }
-      const caller = await verifyCaller(req, route.access, verify())
-      const res = withHeaders(await handler(req, caller), { 'access-control-allow-origin': '*' })
-      log(res.status)
-      return res
+      if (refused) throw new HttpError(405, 'method_not_allowed', `use ${route.methods.join(', ')}`, {}, { allow: route.methods.join(', ') })
+      res = await handler(req, await verifyCaller(req, route.access, verify))
     } catch (error) {
-      if (error instanceof HttpError) {
-        log(error.status, { error: error.key })
-        const headers: Record<string, string> = { 'access-control-allow-origin': '*', ...error.headers }
-        if (error.status === 401) headers['www-authenticate'] = 'Bearer'
-        return json(error.status, { error: error.key, message: error.message, ...error.extra }, headers)
-      }
-      logEvent('error', 'unhandled_error', { fn, method: req.method, message: (error as Error)?.message ?? String(error) })
-      return json(500, { error: 'internal_error', message: 'internal error' }, { 'access-control-allow-origin': '*' })
+      key = error instanceof HttpError ? error.key : 'internal_error'
+      res = render(error, fn, req)
     }
+    res = await decorate(res, refused)
+    if (!res.headers.has('access-control-allow-origin')) res.headers.set('access-control-allow-origin', '*')
+    logEvent(res.status >= 500 ? 'error' : 'info', 'request', {
+      fn,
+      method: req.method,
+      status: res.status,
+      latency_ms: Math.round(performance.now() - started),
+      ...(key ? { error: key } : {}),
+    })
+    return res
   }
 }

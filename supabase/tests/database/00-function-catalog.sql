@@ -87,7 +87,11 @@ insert into expected_functions values
   ('public.set_alert_webhook(p_url text, p_org_id uuid)',                                        true,    '{authenticated}'),
   ('public.claim_credit_alerts(p_limit integer)',                                                true,    '{service_role}'),
   ('public.record_credit_alert_delivery(p_id uuid, p_delivered boolean, p_status_code integer, p_error text)',
-                                                                                                 true,    '{service_role}');
+                                                                                                 true,    '{service_role}'),
+  -- plugin channel pins (20261130150000_plugin_channel_pins.sql)
+  ('public.pin_device_channel(p_app_id text, p_device_id text, p_channel text)',                true,    '{authenticated}'),
+  -- replica heartbeat, beaten by pg_cron (20261130150100_plugin_read_heartbeat.sql)
+  ('private.beat_replica_heartbeat()',                                                           false,   '{}');
 
 create temporary view actual_functions as
 select
