@@ -71,6 +71,7 @@ create table public.stripe_payments (
 );
 
 create unique index stripe_payments_grant_idx on public.stripe_payments (grant_id) where grant_id is not null;
+create index stripe_payments_org_idx on public.stripe_payments (org_id);
 
 comment on table public.stripe_payments is
   'One row per Stripe payment intent that paid for credits (or was refunded/disputed): the merged refund and dispute state and the credits taken back. service_role only.';
