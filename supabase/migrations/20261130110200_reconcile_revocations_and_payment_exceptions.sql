@@ -33,13 +33,19 @@ begin
   with balances as (
     select b.org_id, b.available, b.held, o.has_usage_credits,
       coalesce((select sum(g.remaining) from public.credit_grants g where g.org_id = b.org_id and g.status = 'active'), 0) as grants_remaining,
-      coalesce((select sum(l.amount) from public.credit_ledger l where l.org_id = b.org_id), 0) as ledger_available,
-      coalesce((select sum(l.held_delta) from public.credit_ledger l where l.org_id = b.org_id), 0) as ledger_held,
+      l.ledger_available, l.ledger_held, l.ledger_revoked,
       coalesce((select sum(r.reserved) from public.credit_requests r where r.org_id = b.org_id and r.status = 'held'), 0) as open_holds,
-      coalesce((select -sum(l.amount) from public.credit_ledger l where l.org_id = b.org_id and l.kind = 'revoke'), 0) as ledger_revoked,
       coalesce((select sum(v.revoked) from public.credit_revocations v where v.org_id = b.org_id), 0) as revocations_revoked
     from public.credit_balances b
     join public.orgs o on o.id = b.org_id
+    -- One pass over the org's ledger for all three sums.
+    cross join lateral (
+      select coalesce(sum(x.amount), 0) as ledger_available,
+        coalesce(sum(x.held_delta), 0) as ledger_held,
+        coalesce(-sum(x.amount) filter (where x.kind = 'revoke'), 0) as ledger_revoked
+      from public.credit_ledger x
+      where x.org_id = b.org_id
+    ) l
   ),
   balance_issues as (
     select org_id, 'available_vs_grants' as check_name, grants_remaining as expected, available as actual from balances where available <> grants_remaining
