@@ -60,6 +60,11 @@ describe('credit security through PostgREST', () => {
       ['expire_stale_holds', {}],
       ['refresh_orgs_has_usage_credits', {}],
       ['reconcile_credits', {}],
+      ['revoke_credits', { p_org_id: org, p_amount: 16, p_reason: 'mine', p_external_ref: 'mine' }],
+      ['apply_checkout_event', { p_event_id: 'evt_mine', p_event_type: 'checkout.session.completed', p_session_id: 'cs_mine', p_org_id: org, p_credits: 1000, p_outcome: 'paid' }],
+      ['apply_charge_event', { p_event_id: 'evt_mine', p_event_type: 'charge.refunded', p_payment_intent_id: 'pi_mine', p_amount: 100, p_amount_refunded: 0 }],
+      ['record_payment_exception', { p_event_id: 'evt_mine', p_event_type: 'x', p_object_id: null, p_reason: 'mine' }],
+      ['resolve_payment_exception', { p_id: 1, p_resolution: 'mine' }],
     ]
     for (const [fn, args] of calls) {
       const result = await user.client.rpc(fn, args)

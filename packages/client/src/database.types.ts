@@ -159,14 +159,14 @@ isOneToOne: true
                   ]
                 },"credit_grants": {
                   Row: {
-                    "activated_at": string | null,"amount": number,"created_at": string,"expired_amount": number,"expired_at": string | null,"expires_at": string | null,"external_ref": string | null,"id": string,"metadata": NonNullable<Json>,"org_id": string,"pending_since": string | null,"priority": number,"remaining": number,"source": string,"status": string
+                    "activated_at": string | null,"amount": number,"created_at": string,"expired_amount": number,"expired_at": string | null,"expires_at": string | null,"external_ref": string | null,"id": string,"metadata": NonNullable<Json>,"org_id": string,"pending_since": string | null,"priority": number,"remaining": number,"revoked_amount": number,"source": string,"status": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "activated_at"?: string | null,"amount": number,"created_at"?: string,"expired_amount"?: number,"expired_at"?: string | null,"expires_at"?: string | null,"external_ref"?: string | null,"id"?: string,"metadata"?: NonNullable<Json>,"org_id": string,"pending_since"?: string | null,"priority"?: number,"remaining": number,"source": string,"status"?: string
+                    "activated_at"?: string | null,"amount": number,"created_at"?: string,"expired_amount"?: number,"expired_at"?: string | null,"expires_at"?: string | null,"external_ref"?: string | null,"id"?: string,"metadata"?: NonNullable<Json>,"org_id": string,"pending_since"?: string | null,"priority"?: number,"remaining": number,"revoked_amount"?: number,"source": string,"status"?: string
                   }
                   Update: {
-                    "activated_at"?: string | null,"amount"?: number,"created_at"?: string,"expired_amount"?: number,"expired_at"?: string | null,"expires_at"?: string | null,"external_ref"?: string | null,"id"?: string,"metadata"?: NonNullable<Json>,"org_id"?: string,"pending_since"?: string | null,"priority"?: number,"remaining"?: number,"source"?: string,"status"?: string
+                    "activated_at"?: string | null,"amount"?: number,"created_at"?: string,"expired_amount"?: number,"expired_at"?: string | null,"expires_at"?: string | null,"external_ref"?: string | null,"id"?: string,"metadata"?: NonNullable<Json>,"org_id"?: string,"pending_since"?: string | null,"priority"?: number,"remaining"?: number,"revoked_amount"?: number,"source"?: string,"status"?: string
                   }
                   Relationships: [
                     {
@@ -239,14 +239,14 @@ isOneToOne: false
                   ]
                 },"credit_reconciliation_runs": {
                   Row: {
-                    "finished_at": string | null,"id": number,"issues_found": number | null,"orgs_checked": number | null,"started_at": string
+                    "finished_at": string | null,"id": number,"issues_found": number | null,"orgs_checked": number | null,"payment_exceptions": number | null,"started_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "finished_at"?: string | null,"id"?: never,"issues_found"?: number | null,"orgs_checked"?: number | null,"started_at"?: string
+                    "finished_at"?: string | null,"id"?: never,"issues_found"?: number | null,"orgs_checked"?: number | null,"payment_exceptions"?: number | null,"started_at"?: string
                   }
                   Update: {
-                    "finished_at"?: string | null,"id"?: never,"issues_found"?: number | null,"orgs_checked"?: number | null,"started_at"?: string
+                    "finished_at"?: string | null,"id"?: never,"issues_found"?: number | null,"orgs_checked"?: number | null,"payment_exceptions"?: number | null,"started_at"?: string
                   }
                   Relationships: [
                     
@@ -265,6 +265,32 @@ isOneToOne: false
                   Relationships: [
                     {
       foreignKeyName: "credit_requests_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "orgs"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"credit_revocations": {
+                  Row: {
+                    "actor_role": string,"actor_user_id": string | null,"allocations": NonNullable<Json>,"amount": number,"balance_after": number,"created_at": string,"external_ref": string,"grant_id": string | null,"metadata": NonNullable<Json>,"org_id": string,"reason": string,"revoked": number,"shortfall": number
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "actor_role": string,"actor_user_id"?: string | null,"allocations"?: NonNullable<Json>,"amount": number,"balance_after": number,"created_at"?: string,"external_ref": string,"grant_id"?: string | null,"metadata"?: NonNullable<Json>,"org_id": string,"reason": string,"revoked": number,"shortfall": number
+                  }
+                  Update: {
+                    "actor_role"?: string,"actor_user_id"?: string | null,"allocations"?: NonNullable<Json>,"amount"?: number,"balance_after"?: number,"created_at"?: string,"external_ref"?: string,"grant_id"?: string | null,"metadata"?: NonNullable<Json>,"org_id"?: string,"reason"?: string,"revoked"?: number,"shortfall"?: number
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "credit_revocations_grant_id_fkey"
+      columns: ["grant_id"]
+isOneToOne: false
+      referencedRelation: "credit_grants"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "credit_revocations_org_id_fkey"
       columns: ["org_id"]
 isOneToOne: false
       referencedRelation: "orgs"
@@ -425,6 +451,20 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"payment_exceptions": {
+                  Row: {
+                    "created_at": string,"detail": NonNullable<Json>,"event_id": string,"event_type": string,"id": number,"object_id": string | null,"org_id": string | null,"reason": string,"resolution": string | null,"resolved_at": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"detail"?: NonNullable<Json>,"event_id": string,"event_type": string,"id"?: never,"object_id"?: string | null,"org_id"?: string | null,"reason": string,"resolution"?: string | null,"resolved_at"?: string | null
+                  }
+                  Update: {
+                    "created_at"?: string,"detail"?: NonNullable<Json>,"event_id"?: string,"event_type"?: string,"id"?: never,"object_id"?: string | null,"org_id"?: string | null,"reason"?: string,"resolution"?: string | null,"resolved_at"?: string | null
+                  }
+                  Relationships: [
+                    
+                  ]
                 },"replica_heartbeat": {
                   Row: {
                     "beat_at": string,"id": boolean
@@ -438,6 +478,32 @@ isOneToOne: false
                   }
                   Relationships: [
                     
+                  ]
+                },"stripe_payments": {
+                  Row: {
+                    "adjustments": number,"amount": number | null,"amount_refunded": number,"checkout_session_id": string | null,"created_at": string,"credits": number | null,"credits_revoked": number,"credits_target": number,"currency": string | null,"disputes": NonNullable<Json>,"grant_id": string | null,"org_id": string | null,"payment_intent_id": string,"shortfall": number | null,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "adjustments"?: number,"amount"?: number | null,"amount_refunded"?: number,"checkout_session_id"?: string | null,"created_at"?: string,"credits"?: number | null,"credits_revoked"?: number,"credits_target"?: number,"currency"?: string | null,"disputes"?: NonNullable<Json>,"grant_id"?: string | null,"org_id"?: string | null,"payment_intent_id": string,"shortfall"?: never,"updated_at"?: string
+                  }
+                  Update: {
+                    "adjustments"?: number,"amount"?: number | null,"amount_refunded"?: number,"checkout_session_id"?: string | null,"created_at"?: string,"credits"?: number | null,"credits_revoked"?: number,"credits_target"?: number,"currency"?: string | null,"disputes"?: NonNullable<Json>,"grant_id"?: string | null,"org_id"?: string | null,"payment_intent_id"?: string,"shortfall"?: never,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "stripe_payments_grant_id_fkey"
+      columns: ["grant_id"]
+isOneToOne: false
+      referencedRelation: "credit_grants"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "stripe_payments_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "orgs"
+      referencedColumns: ["id"]
+    }
                   ]
                 },"workflow_executions": {
                   Row: {
@@ -493,6 +559,12 @@ isOneToOne: false
           Functions: {
             "activate_credit_grant":
 { Args: { "p_external_ref": string,"p_org_id": string,"p_source": string }; Returns: Json
+                           },
+"apply_charge_event":
+{ Args: { "p_amount"?: number,"p_amount_refunded"?: number,"p_currency"?: string,"p_dispute_amount"?: number,"p_dispute_id"?: string,"p_dispute_status"?: string,"p_event_id": string,"p_event_type": string,"p_payment_intent_id": string }; Returns: Json
+                           },
+"apply_checkout_event":
+{ Args: { "p_amount"?: number,"p_credits": number,"p_currency"?: string,"p_event_id": string,"p_event_type": string,"p_org_id": string,"p_outcome": string,"p_payment_intent_id"?: string,"p_session_id": string }; Returns: Json
                            },
 "capture_credits":
 { Args: { "p_org_id": string,"p_quantity"?: number,"p_request_id": string,"p_result"?: Json }; Returns: Json
@@ -557,6 +629,9 @@ isOneToOne: false
 "record_credit_alert_delivery":
 { Args: { "p_delivered": boolean,"p_error"?: string,"p_id": string,"p_status_code"?: number }; Returns: string
                            },
+"record_payment_exception":
+{ Args: { "p_detail"?: Json,"p_event_id": string,"p_event_type": string,"p_object_id": string,"p_org_id"?: string,"p_reason": string }; Returns: Json
+                           },
 "refresh_orgs_has_usage_credits":
 { Args: { "p_batch_size"?: number }; Returns: number
                            },
@@ -568,6 +643,12 @@ isOneToOne: false
                            },
 "reserve_credits":
 { Args: { "p_metadata"?: Json,"p_operation": string,"p_org_id": string,"p_quantity"?: number,"p_request_id": string,"p_ttl_seconds"?: number,"p_user_id": string }; Returns: Json
+                           },
+"resolve_payment_exception":
+{ Args: { "p_id": number,"p_resolution": string }; Returns: Json
+                           },
+"revoke_credits":
+{ Args: { "p_amount": number,"p_external_ref": string,"p_grant_id"?: string,"p_org_id": string,"p_reason": string }; Returns: Json
                            },
 "set_alert_webhook":
 { Args: { "p_org_id"?: string,"p_url": string }; Returns: Json

@@ -64,11 +64,14 @@ export interface RunningStack {
 
 /**
  * Function secrets the local stack sets unless the environment has its own: Stripe test
- * values (the webhook secret is what tests sign their payloads with).
+ * values (the webhook secret is what tests sign their payloads with), and Stripe's API pointed
+ * at a closed local port, so nothing a local stack does ever reaches a real Stripe (export
+ * STRIPE_API_BASE=https://api.stripe.com, with your own test key, to use Stripe's test mode).
  */
 export const localFunctionSecrets: Record<string, string> = {
   STRIPE_SECRET_KEY: 'sk_test_tollgate_local',
   STRIPE_WEBHOOK_SECRET: 'whsec_tollgate_local',
+  STRIPE_API_BASE: 'http://127.0.0.1:9',
 }
 
 /** Demo user created by supabase/seed.sql. */

@@ -91,7 +91,33 @@ insert into expected_functions values
   -- plugin channel pins (20261130150000_plugin_channel_pins.sql)
   ('public.pin_device_channel(p_app_id text, p_device_id text, p_channel text)',                true,    '{authenticated}'),
   -- replica heartbeat, beaten by pg_cron (20261130150100_plugin_read_heartbeat.sql)
-  ('private.beat_replica_heartbeat()',                                                           false,   '{}');
+  ('private.beat_replica_heartbeat()',                                                           false,   '{}'),
+  -- revocations (20261130110000_credit_revocations.sql)
+  ('private.revocation_result(p_revocation credit_revocations, p_replayed boolean)',            false,   '{}'),
+  ('private.revoke_credits(p_org_id uuid, p_amount bigint, p_reason text, p_external_ref text, p_grant_id uuid, p_metadata jsonb)',
+                                                                                                 false,   '{}'),
+  ('private.reinstate_revoked(p_org_id uuid, p_grant_id uuid, p_amount bigint, p_metadata jsonb)',
+                                                                                                 false,   '{}'),
+  ('public.revoke_credits(p_org_id uuid, p_amount bigint, p_reason text, p_external_ref text, p_grant_id uuid)',
+                                                                                                 true,    '{service_role}'),
+  -- Stripe payment events (20261130110100_stripe_payment_events.sql)
+  ('private.record_payment_exception(p_event_id text, p_event_type text, p_object_id text, p_org_id uuid, p_reason text, p_detail jsonb)',
+                                                                                                 false,   '{}'),
+  ('private.check_payment_event(p_event_id text, p_event_type text)',                           false,   '{}'),
+  ('private.stripe_dispute_rank(p_status text)',                                                 false,   '{}'),
+  ('private.stripe_disputed_amount(p_disputes jsonb)',                                           false,   '{}'),
+  ('private.settle_stripe_payment(p_payment_intent_id text, p_event_id text, p_event_type text)',
+                                                                                                 false,   '{}'),
+  ('private.lock_stripe_payment(p_payment_intent_id text)',                                      false,   '{}'),
+  ('private.record_contradiction(p_event_id text, p_event_type text, p_session_id text, p_org_id uuid, p_grant credit_grants, p_outcome text)',
+                                                                                                 false,   '{}'),
+  ('public.record_payment_exception(p_event_id text, p_event_type text, p_object_id text, p_reason text, p_org_id uuid, p_detail jsonb)',
+                                                                                                 true,    '{service_role}'),
+  ('public.resolve_payment_exception(p_id bigint, p_resolution text)',                           true,    '{service_role}'),
+  ('public.apply_checkout_event(p_event_id text, p_event_type text, p_session_id text, p_org_id uuid, p_credits bigint, p_outcome text, p_payment_intent_id text, p_amount bigint, p_currency text)',
+                                                                                                 true,    '{service_role}'),
+  ('public.apply_charge_event(p_event_id text, p_event_type text, p_payment_intent_id text, p_amount bigint, p_amount_refunded bigint, p_dispute_id text, p_dispute_status text, p_dispute_amount bigint, p_currency text)',
+                                                                                                 true,    '{service_role}');
 
 create temporary view actual_functions as
 select

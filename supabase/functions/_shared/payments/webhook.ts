@@ -1,28 +1,33 @@
-// POST /stripe-webhook: verified with the official library; every handled event is idempotent
-// on Stripe's own ids (checkout session, payment intent), so duplicate deliveries change nothing.
+// POST /stripe-webhook: verified with the official library. Every handled event goes to an
+// order-independent entry point (the events of one checkout session or payment intent converge
+// whatever their order and number of deliveries). An event that cannot be applied is recorded
+// in payment_exceptions and logged as an error; Stripe gets 200 only once that record (or the
+// event's effect) has committed, and 5xx otherwise, so it retries.
 import type Stripe from 'stripe'
 import { HttpError, json, logEvent } from '../http.ts'
 import { fromRpcError } from '../pg-errors.ts'
+import { type ChargeInput, type CheckoutInput, classify, type ExceptionInput } from './events.ts'
+
+/** What an entry point answers: `unapplied` when it recorded the event as an exception instead. */
+export interface EventOutcome {
+  outcome?: string
+  reason?: string
+  exception?: string
+  exception_id?: number
+  [key: string]: unknown
+}
 
 export interface PaymentsStore {
-  grant(orgId: string, credits: number, sessionId: string, pending: boolean, metadata: Record<string, unknown>): Promise<unknown>
-  activate(orgId: string, sessionId: string): Promise<unknown>
-  void(orgId: string, sessionId: string): Promise<unknown>
+  applyCheckout(input: CheckoutInput): Promise<EventOutcome>
+  applyCharge(input: ChargeInput): Promise<EventOutcome>
   completeTopup(requestId: string, paymentIntentId: string, succeeded: boolean, error?: string): Promise<unknown>
+  recordException(input: ExceptionInput): Promise<EventOutcome>
 }
+
+type About = Omit<ExceptionInput, 'reason' | 'detail'>
 
 interface Verifier {
   constructEventAsync(payload: string, header: string, secret: string, tolerance?: number, provider?: Stripe.CryptoProvider): Promise<Stripe.Event>
-}
-
-const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-
-/** The org and credit count an app puts on its checkout session (metadata.org_id, metadata.credits). */
-function purchaseOf(session: Stripe.Checkout.Session): { orgId: string; credits: number } | undefined {
-  const orgId = session.metadata?.org_id ?? session.client_reference_id ?? ''
-  const credits = Number(session.metadata?.credits)
-  if (!uuid.test(orgId) || !Number.isInteger(credits) || credits < 1) return undefined
-  return { orgId, credits }
 }
 
 export function createStripeWebhookHandler(
@@ -39,53 +44,74 @@ export function createStripeWebhookHandler(
     } catch {
       throw new HttpError(400, 'invalid_signature', 'the Stripe-Signature header does not match this payload')
     }
-    const ignore = (reason: string) => {
-      logEvent('warn', 'stripe_event_ignored', { event_id: event.id, type: event.type, reason })
-      return json(200, { received: true, ignored: reason })
+
+    /** Records the event as an exception, once per event id; throws (→ 5xx, Stripe retries) if it cannot. */
+    const record = async (exception: ExceptionInput): Promise<EventOutcome> => {
+      const recorded = await store.recordException(exception)
+      return { outcome: 'unapplied', reason: exception.reason, exception_id: recorded.exception_id }
     }
-    try {
-      switch (event.type) {
-        case 'checkout.session.completed':
-        case 'checkout.session.async_payment_succeeded':
-        case 'checkout.session.async_payment_failed': {
-          const session = event.data.object as Stripe.Checkout.Session
-          const purchase = purchaseOf(session)
-          if (!purchase) return ignore('checkout session without metadata.org_id and metadata.credits')
-          if (event.type === 'checkout.session.completed') {
-            // Card payments arrive paid; delayed methods (bank debits) arrive unpaid and are
-            // granted pending, then activated or voided by the async_payment_* events.
-            const paid = session.payment_status === 'paid' || session.payment_status === 'no_payment_required'
-            await store.grant(purchase.orgId, purchase.credits, session.id, !paid, { stripe_event_id: event.id, checkout_session_id: session.id })
-          } else if (event.type === 'checkout.session.async_payment_succeeded') {
-            await store.activate(purchase.orgId, session.id)
-          } else {
-            await store.void(purchase.orgId, session.id)
-          }
-          break
-        }
-        case 'payment_intent.succeeded':
-        case 'payment_intent.payment_failed': {
-          const intent = event.data.object as Stripe.PaymentIntent
-          const requestId = intent.metadata?.topup_request_id
-          if (!requestId || !uuid.test(requestId)) return ignore('payment intent that is not an auto top-up')
-          const succeeded = event.type === 'payment_intent.succeeded'
-          await store.completeTopup(requestId, intent.id, succeeded, succeeded ? undefined : intent.last_payment_error?.message ?? 'payment failed')
-          break
-        }
-        default:
-          return json(200, { received: true, ignored: event.type })
+    /**
+     * Runs an entry point. A documented refusal (PT4xx, 22023) will not change on a retry: it is
+     * recorded as an exception. Anything else (an outage, a bug) propagates: 5xx, Stripe retries.
+     */
+    const attempt = async (about: About, call: () => Promise<EventOutcome>): Promise<EventOutcome> => {
+      try {
+        return await call()
+      } catch (error) {
+        const refusal = fromRpcError(error)
+        if (!refusal || refusal.status >= 500) throw error
+        return await record({ ...about, reason: refusal.key, detail: refusal.extra })
       }
-    } catch (error) {
-      const known = fromRpcError(error)
-      // A documented refusal (unknown org, conflicting amount...) will not change on a retry:
-      // acknowledge it so Stripe stops retrying, and log it loudly.
-      if (known && known.status < 500) {
-        logEvent('error', 'stripe_event_rejected', { event_id: event.id, type: event.type, error: known.key, details: known.extra })
-        return json(200, { received: true, rejected: known.key })
-      }
-      throw error
     }
-    logEvent('info', 'stripe_event_handled', { event_id: event.id, type: event.type })
-    return json(200, { received: true })
+    /** 200 once the outcome has committed; an exception is an alert (one structured error line). */
+    const answer = (outcome: EventOutcome, about: About): Response => {
+      const exception = outcome.outcome === 'unapplied' ? outcome.reason ?? 'unapplied' : outcome.exception
+      if (exception) {
+        logEvent('error', 'payment_exception', {
+          event_id: event.id,
+          type: event.type,
+          object_id: about.objectId,
+          org_id: about.orgId,
+          reason: exception,
+          applied: outcome.outcome !== 'unapplied',
+          exception_id: outcome.exception_id,
+        })
+        return json(200, outcome.outcome === 'unapplied' ? { received: true, unapplied: exception } : { received: true, exception })
+      }
+      logEvent('info', 'stripe_event_handled', { event_id: event.id, type: event.type, outcome: outcome.outcome })
+      return json(200, { received: true })
+    }
+
+    const action = classify(event)
+    switch (action.kind) {
+      case 'ignore':
+        if (!action.quiet) logEvent('warn', 'stripe_event_ignored', { event_id: event.id, type: event.type, reason: action.reason })
+        return json(200, { received: true, ignored: action.reason })
+      case 'unusable': {
+        const { record: exception } = action
+        return answer(await record(exception), exception)
+      }
+      case 'checkout': {
+        const { input } = action
+        const about = { eventId: input.eventId, eventType: input.eventType, objectId: input.sessionId, orgId: input.orgId }
+        return answer(await attempt(about, () => store.applyCheckout(input)), about)
+      }
+      case 'charge': {
+        const { input } = action
+        const about = { eventId: input.eventId, eventType: input.eventType, objectId: input.paymentIntentId, orgId: null }
+        return answer(await attempt(about, () => store.applyCharge(input)), about)
+      }
+      case 'topup': {
+        const about = { eventId: event.id, eventType: event.type, objectId: action.paymentIntentId, orgId: null }
+        const completed = await attempt(about, async () => {
+          await store.completeTopup(action.requestId, action.paymentIntentId, action.succeeded, action.error)
+          return { outcome: 'completed' }
+        })
+        const charge = action.charge
+        if (completed.outcome === 'unapplied' || !charge) return answer(completed, about)
+        // Links the top-up's grant to its payment, so refunds and disputes find it.
+        return answer(await attempt(about, () => store.applyCharge(charge)), about)
+      }
+    }
   }
 }

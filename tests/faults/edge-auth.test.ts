@@ -3,43 +3,46 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { discoverFunctions, signJwt, startFunctions, type RunningFunction } from '@tollgate/local-stack'
-import { createUser, serviceClient, type TestUser } from './support/clients.ts'
-import { primaryDb } from './support/db.ts'
-import { env } from './support/env.ts'
+import { discoverFunctions, signJwt, startFunctions, userJwt, type RunningFunction, type StackEnv } from '@tollgate/local-stack'
+import { ownStack, type OwnStack } from './own-stack.ts'
 
 // Every edge function authenticates its caller itself. The gateway (ours, like Supabase's)
 // lets OPTIONS through unverified for CORS, and a function may be deployed without it, so the
-// service-only functions are attacked here both through the gateway and directly.
+// service-only functions are attacked here both through the gateway and directly. On a stack of
+// its own: the pending top-up and alert it plants must not be claimed by other test files'
+// processors, and nothing of theirs by its own.
 
-const service = serviceClient()
 const now = () => Math.floor(Date.now() / 1000)
+let own: OwnStack
+let env: StackEnv
 
 /** An unsigned token claiming service_role, as an attacker would forge it. */
 const unsignedServiceRole = () =>
   `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url')}.${Buffer.from(JSON.stringify({ role: 'service_role', exp: now() + 3600 })).toString('base64url')}.`
 
-let owner: TestUser
+let owner: { id: string; orgId: string; jwt: string }
 
-/** A pending top-up and pending low-balance alerts: the work a forged call would trigger. */
+/** A pending top-up and a pending low-balance alert: the work a forged call would trigger. */
 beforeAll(async () => {
-  owner = await createUser('edge-auth')
-  const op = `edge_${randomUUID().slice(0, 8)}`
-  await primaryDb.query('insert into public.credit_prices (operation, credits) values ($1, 10)', [op])
-  expect((await service.rpc('set_org_billing', { p_org_id: owner.personalOrgId, p_stripe_customer_id: 'cus_edgeauth', p_stripe_payment_method_id: 'pm_card_visa' })).error).toBeNull()
-  expect((await owner.client.rpc('set_auto_topup', { p_enabled: true, p_threshold: 50, p_amount: 100, p_monthly_cap: 100 })).error).toBeNull()
-  expect((await service.rpc('grant_credits', { p_org_id: owner.personalOrgId, p_amount: 100, p_source: 'promotion' })).error).toBeNull()
-  expect((await owner.client.rpc('consume_credits', { p_operation: op, p_request_id: randomUUID(), p_quantity: 6 })).error).toBeNull()
-  expect(await pendingWork()).toEqual({ topups: [{ status: 'pending', attempts: 0 }], alerts: [{ status: 'pending', attempts: 0 }] })
-})
+  own = await ownStack('edge-auth')
+  env = own.stack.env
+  const user = await own.fundedUser(100)
+  owner = { id: user.id, orgId: user.orgId, jwt: await userJwt(user.id, env.SUPABASE_JWT_SECRET) }
+  await own.db.query(`insert into public.credit_prices (operation, credits) values ('edge_op', 10)`)
+  expect((await own.service.rpc('set_org_billing', { p_org_id: owner.orgId, p_stripe_customer_id: 'cus_edgeauth', p_stripe_payment_method_id: 'pm_card_visa' })).error).toBeNull()
+  expect((await user.client.rpc('set_auto_topup', { p_enabled: true, p_threshold: 50, p_amount: 100, p_monthly_cap: 100 })).error).toBeNull()
+  expect((await user.client.rpc('consume_credits', { p_operation: 'edge_op', p_request_id: randomUUID(), p_quantity: 6 })).error).toBeNull()
+  expect(await pendingWork()).toEqual(untouched)
+}, 60_000)
 
 afterAll(async () => {
-  expect((await service.rpc('reconcile_credits')).data).toBe(0)
-})
+  expect((await own.service.rpc('reconcile_credits')).data).toBe(0)
+  await own?.close()
+}, 60_000)
 
 async function pendingWork() {
-  const topups = await primaryDb.query('select status, attempts from public.credit_topup_requests where org_id = $1', [owner.personalOrgId])
-  const alerts = await primaryDb.query('select status, attempts from public.credit_alert_outbox where org_id = $1', [owner.personalOrgId])
+  const topups = await own.db.query('select status, attempts from public.credit_topup_requests where org_id = $1', [owner.orgId])
+  const alerts = await own.db.query('select status, attempts from public.credit_alert_outbox where org_id = $1', [owner.orgId])
   return { topups: topups.rows, alerts: alerts.rows }
 }
 
@@ -106,7 +109,7 @@ describe('called directly, without any gateway', () => {
       const res = await fetch(`${url('meter')}/anything`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'idempotency-key': randomUUID() }, body: '{}' })
       expect([res.status, (await res.json()).error]).toEqual([status, 'unauthorized'])
     }
-    const requests = await primaryDb.query('select count(*)::int as n from public.credit_requests where org_id = $1', [owner.personalOrgId])
+    const requests = await own.db.query('select count(*)::int as n from public.credit_requests where org_id = $1', [owner.orgId])
     expect(requests.rows[0].n).toBe(1) // the setup's charge only
   })
 })
