@@ -1,4 +1,5 @@
-import { createHmac, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
+import { Webhook } from 'standardwebhooks'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { createUser, serviceClient, type TestUser } from './support/clients.ts'
 import { primaryDb } from './support/db.ts'
@@ -6,7 +7,8 @@ import { env } from './support/env.ts'
 import { startRecorder } from './support/http-recorder.ts'
 
 // Low-balance alerts (seed 004): one event per threshold of the last grant used, delivered to
-// the org's webhook with an HMAC signature, retried with backoff when the webhook fails.
+// the org's webhook signed per Standard Webhooks (verified here with the same library a
+// receiver uses), retried with backoff and the identical body when the webhook fails.
 
 let receiver: Awaited<ReturnType<typeof startRecorder>>
 let failing = false
@@ -18,7 +20,10 @@ const dispatch = async () => {
   return res.json()
 }
 const outbox = async () =>
-  (await primaryDb.query('select threshold, status, attempts, next_attempt_at > now() + interval \'20 seconds\' as backing_off from public.credit_alert_outbox where org_id = $1 order by threshold', [owner.personalOrgId])).rows
+  (await primaryDb.query('select threshold, status, attempts, last_status_code, last_error, next_attempt_at > now() + interval \'20 seconds\' as backing_off from public.credit_alert_outbox where org_id = $1 order by threshold', [owner.personalOrgId])).rows
+/** What the receiver's Standard Webhooks library makes of a request (it throws when the signature does not verify). */
+const verify = (secret: string, request: { headers: Record<string, unknown>; body: string }) =>
+  new Webhook(secret).verify(request.body, request.headers as Record<string, string>) as { type: string; timestamp: string; data: Record<string, unknown> }
 const spend = async (quantity: number) => {
   const { error } = await owner.client.rpc('consume_credits', { p_operation: op, p_request_id: randomUUID(), p_quantity: quantity })
   expect(error).toBeNull()
@@ -37,11 +42,11 @@ afterAll(async () => {
   expect(data).toBe(0)
 })
 
-it('delivers one signed event per crossed threshold, and retries a failing webhook with backoff', async () => {
+it('delivers one signed event per crossed threshold, and retries a failing webhook with backoff and the same body', async () => {
   const webhook = await owner.client.rpc('set_alert_webhook', { p_url: `${receiver.url}/hooks/credits` })
   expect(webhook.error).toBeNull()
   const secret: string = webhook.data.secret
-  expect(secret).toMatch(/^whsec_[0-9a-f]{48}$/)
+  expect(secret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/) // base64 of 32 random bytes
   await serviceClient().rpc('grant_credits', { p_org_id: owner.personalOrgId, p_amount: 200, p_source: 'purchase', p_external_ref: `alerts-${randomUUID()}` })
 
   await spend(99) // 49.5 % used: nothing yet
@@ -52,23 +57,34 @@ it('delivers one signed event per crossed threshold, and retries a failing webho
 
   expect(await dispatch()).toEqual({ claimed: 3, delivered: 3, retrying: 0, failed: 0 })
   expect(receiver.requests).toHaveLength(3)
+  const events = await primaryDb.query('select id, threshold from public.credit_alert_outbox where org_id = $1', [owner.personalOrgId])
   for (const request of receiver.requests) {
-    const [t, v1] = String(request.headers['x-tollgate-signature']).split(',').map((part) => part.split('=')[1])
-    expect(v1).toBe(createHmac('sha256', secret).update(`${t}.${request.body}`).digest('hex'))
-    expect(JSON.parse(request.body)).toMatchObject({ type: 'credits.low_balance', org_id: owner.personalOrgId, grant_amount: 200 })
+    const event = verify(secret, request)
+    const id = request.headers['webhook-id']
+    expect(event).toMatchObject({ type: 'credits.low_balance', data: { org_id: owner.personalOrgId, grant_amount: 200 } })
+    expect(events.rows.find((row) => row.id === id)?.threshold).toBe(event.data.threshold_percent)
+    expect(request.headers['webhook-attempt']).toBe('1')
   }
-  expect((await outbox()).every((r) => r.status === 'delivered')).toBe(true)
+  expect(() => verify(`whsec_${Buffer.from('someone else').toString('base64')}`, receiver.requests[0]!)).toThrow()
+  expect((await outbox()).every((r) => r.status === 'delivered' && r.last_error === null)).toBe(true)
 
   failing = true
   await spend(10) // 100 %
   expect(await dispatch()).toEqual({ claimed: 1, delivered: 0, retrying: 1, failed: 0 })
-  expect((await outbox()).at(-1)).toEqual({ threshold: 100, status: 'pending', attempts: 1, backing_off: true })
+  expect((await outbox()).at(-1)).toEqual({ threshold: 100, status: 'pending', attempts: 1, last_status_code: 500, last_error: 'http_5xx', backing_off: true })
   expect((await dispatch()).claimed).toBe(0) // not due yet
 
   failing = false
   await primaryDb.query('update public.credit_alert_outbox set next_attempt_at = now() where org_id = $1 and status = $2', [owner.personalOrgId, 'pending'])
   expect(await dispatch()).toEqual({ claimed: 1, delivered: 1, retrying: 0, failed: 0 })
   expect((await outbox()).at(-1)).toMatchObject({ threshold: 100, status: 'delivered', attempts: 2 })
+
+  const [failed, retried] = receiver.requests.slice(-2) as [(typeof receiver.requests)[number], (typeof receiver.requests)[number]]
+  expect(retried.body).toBe(failed.body)
+  expect(retried.headers['webhook-id']).toBe(failed.headers['webhook-id'])
+  expect([failed.headers['webhook-attempt'], retried.headers['webhook-attempt']]).toEqual(['1', '2'])
+  expect(verify(secret, retried)).toEqual(verify(secret, failed))
+  expect(verify(secret, retried).data).toMatchObject({ threshold_percent: 100, available: 0 })
 })
 
 it('lets members read their alerts, and only owners and admins set the webhook', async () => {
@@ -80,4 +96,8 @@ it('lets members read their alerts, and only owners and admins set the webhook',
   expect(visible.data).toHaveLength(4)
   const secrets = await member.client.from('org_alert_webhooks').select('secret')
   expect(secrets.error?.code).toBe('42501')
+  // What members read of deliveries: statuses and outcome classes only.
+  const states = await member.client.from('credit_alert_outbox').select('status, last_status_code, last_error').eq('org_id', owner.personalOrgId)
+  expect(states.data?.map((row) => row.last_error).filter((error) => error !== null)).toEqual([])
+  expect(states.data?.map((row) => row.status)).toEqual(['delivered', 'delivered', 'delivered', 'delivered'])
 })

@@ -76,7 +76,7 @@ export function createOutboundGuard(options: OutboundGuardOptions): OutboundGuar
   return {
     async send(url, init = {}) {
       const check = checkUrl(url, { allowLocalHttp: options.allowLocalHttp, privateOrigins: options.privateOrigins })
-      if (!check.ok) return refuse(check.key, { rule: check.rule ?? null })
+      if (!check.ok) return refuse(check.key, { origin: originForLog(url), rule: check.rule ?? null })
       const target = check.target
       const where = { purpose: options.purpose, origin: target.origin }
 
@@ -126,6 +126,15 @@ export function createOutboundGuard(options: OutboundGuardOptions): OutboundGuar
         return none(failure.outcome)
       }
     },
+  }
+}
+
+/** The URL's origin, for the log only (never its path or query, which may carry secrets). */
+function originForLog(url: string): string | null {
+  try {
+    return new URL(url).origin
+  } catch {
+    return null
   }
 }
 
