@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto'
+import fs from 'node:fs'
 import { Webhook } from 'standardwebhooks'
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type CreditAlert, creditAlertReceiver } from './examples/credit-alert-receiver.ts'
 import { createUser, serviceClient, type TestUser } from './support/clients.ts'
 import { primaryDb } from './support/db.ts'
 import { env } from './support/env.ts'
@@ -9,6 +11,8 @@ import { startRecorder } from './support/http-recorder.ts'
 // Low-balance alerts (seed 004): one event per threshold of the last grant used, delivered to
 // the org's webhook signed per Standard Webhooks (verified here with the same library a
 // receiver uses), retried with backoff and the identical body when the webhook fails.
+// The dispatcher serves every org at once: every test that dispatches alerts lives in this
+// one file (files run in parallel), and each leaves none of its events pending.
 
 let receiver: Awaited<ReturnType<typeof startRecorder>>
 let failing = false
@@ -85,6 +89,21 @@ it('delivers one signed event per crossed threshold, and retries a failing webho
   expect([failed.headers['webhook-attempt'], retried.headers['webhook-attempt']]).toEqual(['1', '2'])
   expect(verify(secret, retried)).toEqual(verify(secret, failed))
   expect(verify(secret, retried).data).toMatchObject({ threshold_percent: 100, available: 0 })
+
+  // The README's receiver accepts every real delivery and refuses a tampered one.
+  const seen: Array<[string, CreditAlert]> = []
+  const receive = creditAlertReceiver(secret, async (alert, id) => void seen.push([id, alert]))
+  const asFetchRequest = (request: (typeof receiver.requests)[number], body = request.body) =>
+    new Request(`${receiver.url}${request.path}`, { method: 'POST', headers: request.headers as Record<string, string>, body })
+  for (const request of receiver.requests) expect((await receive(asFetchRequest(request))).status).toBe(204)
+  expect(seen.map(([id]) => id)).toEqual(receiver.requests.map((request) => request.headers['webhook-id']))
+  expect(seen.at(-1)?.[1]).toMatchObject({ type: 'credits.low_balance', data: { threshold_percent: 100 } })
+  expect((await receive(asFetchRequest(retried, retried.body.replace('"available":0', '"available":9')))).status).toBe(400)
+})
+
+it('the README shows the alert receiver example verbatim', () => {
+  const readme = fs.readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+  expect(readme).toContain('```ts\n' + fs.readFileSync(new URL('./examples/credit-alert-receiver.ts', import.meta.url), 'utf8') + '```')
 })
 
 it('lets members read their alerts, and only owners and admins set the webhook', async () => {
@@ -100,4 +119,86 @@ it('lets members read their alerts, and only owners and admins set the webhook',
   const states = await member.client.from('credit_alert_outbox').select('status, last_status_code, last_error').eq('org_id', owner.personalOrgId)
   expect(states.data?.map((row) => row.last_error).filter((error) => error !== null)).toEqual([])
   expect(states.data?.map((row) => row.status)).toEqual(['delivered', 'delivered', 'delivered', 'delivered'])
+})
+
+// Regression: SSRF through alert webhooks. An org owner could point the webhook at internal
+// addresses (loopback, private ranges, cloud metadata), the dispatcher followed redirects, and
+// the raw network error text landed in credit_alert_outbox where every member reads it.
+// Nothing here sends a packet beyond 127.0.0.1: refusals are asserted at configuration time.
+describe('SSRF through alert webhooks', () => {
+  let prober: TestUser
+  let probed: TestUser
+  let internalService: Awaited<ReturnType<typeof startRecorder>>
+  let redirector: Awaited<ReturnType<typeof startRecorder>>
+  let ssrfOp: string
+
+  /** A fresh grant of 100 becomes the alerts' reference; spending down to 50 queues its 50 % alert. */
+  async function queueOneAlert() {
+    const grant = await serviceClient().rpc('grant_credits', { p_org_id: prober.personalOrgId, p_amount: 100, p_source: 'purchase', p_external_ref: `ssrf-${randomUUID()}` })
+    expect(grant.error).toBeNull()
+    const { rows } = await primaryDb.query('select available from public.credit_balances where org_id = $1', [prober.personalOrgId])
+    const spend = await prober.client.rpc('consume_credits', { p_operation: ssrfOp, p_request_id: randomUUID(), p_quantity: Number(rows[0].available) - 50 })
+    expect(spend.error).toBeNull()
+  }
+
+  beforeAll(async () => {
+    internalService = await startRecorder(() => ({ status: 200, body: { secret: 'internal-only' } }))
+    redirector = await startRecorder(() => ({ status: 302, headers: { location: `${internalService.url}/latest/meta-data/` } }))
+    prober = await createUser('ssrf-owner')
+    probed = await createUser('ssrf-member')
+    await primaryDb.query(`insert into public.org_members (org_id, user_id, role) values ($1, $2, 'member')`, [prober.personalOrgId, probed.id])
+    ssrfOp = `ssrf_${randomUUID().slice(0, 8)}`
+    await primaryDb.query('insert into public.credit_prices (operation, credits) values ($1, 1)', [ssrfOp])
+  })
+
+  afterAll(async () => {
+    await Promise.all([internalService?.close(), redirector?.close()])
+    // Leave nothing pending for a later dispatch to retry.
+    await primaryDb.query(`update public.credit_alert_outbox set status = 'failed' where org_id = $1 and status = 'pending'`, [prober?.personalOrgId])
+  })
+
+  it('refuses internal webhook URLs at configuration time, in any spelling', async () => {
+    const refused = [
+      'https://169.254.169.254/latest/meta-data/',
+      'https://metadata.google.internal/computeMetadata/v1/',
+      'https://10.0.0.1/hook',
+      'https://192.168.1.10/hook',
+      'https://[::1]/hook',
+      'https://[::ffff:127.0.0.1]/hook',
+      'https://0x7f.1/hook',
+      'https://2130706433/hook',
+      'https://localhost/hook',
+      'https://api.localhost/hook',
+      'http://example.com/hook',
+    ]
+    for (const url of refused) {
+      const { error } = await prober.client.rpc('set_alert_webhook', { p_url: url })
+      expect([url, error?.code, error?.message]).toEqual([url, '22023', 'url_not_allowed'])
+    }
+    const stored = await primaryDb.query('select 1 from public.org_alert_webhooks where org_id = $1', [prober.personalOrgId])
+    expect(stored.rowCount).toBe(0)
+  })
+
+  it('does not follow a redirect to an internal address, and records only the outcome class', async () => {
+    const set = await prober.client.rpc('set_alert_webhook', { p_url: `${redirector.url}/hook` })
+    expect(set.error).toBeNull()
+    await queueOneAlert()
+    expect(await dispatch()).toMatchObject({ claimed: 1, delivered: 0 })
+    expect(redirector.requests).toHaveLength(1)
+    expect(internalService.requests).toHaveLength(0)
+    const seen = await probed.client.from('credit_alert_outbox').select('status, last_error').eq('org_id', prober.personalOrgId)
+    expect(seen.error).toBeNull()
+    expect(seen.data).toEqual([{ status: 'pending', last_error: 'redirect_refused' }])
+  })
+
+  it('shows members a class, never the raw network error', async () => {
+    await primaryDb.query(`update public.credit_alert_outbox set status = 'failed' where org_id = $1`, [prober.personalOrgId])
+    // Port 9 (discard) on loopback: nothing listens, the connection is refused.
+    const set = await prober.client.rpc('set_alert_webhook', { p_url: 'http://127.0.0.1:9/hook' })
+    expect(set.error).toBeNull()
+    await queueOneAlert()
+    expect(await dispatch()).toMatchObject({ claimed: 1, delivered: 0 })
+    const seen = await probed.client.from('credit_alert_outbox').select('status, last_error').eq('org_id', prober.personalOrgId).eq('status', 'pending')
+    expect(seen.data).toEqual([{ status: 'pending', last_error: 'connection_failed' }])
+  })
 })
