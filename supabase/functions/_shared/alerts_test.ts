@@ -97,11 +97,34 @@ Deno.test('failed attempts are recorded as outcome classes, and refused URLs are
   })
 })
 
-Deno.test('secrets issued before Standard Webhooks (whsec_ + hex) still sign and verify', async () => {
+Deno.test('secrets issued before Standard Webhooks (whsec_ + hex) still sign and verify', () => {
   const legacy = `whsec_${'ab12'.repeat(12)}`
   const body = alertBody({ payload })
   const timestamp = new Date()
   const signature = new Webhook(legacy).sign('evt_1', timestamp, body)
   const headers = { 'webhook-id': 'evt_1', 'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)), 'webhook-signature': signature }
   assertEquals((new Webhook(legacy).verify(body, headers) as { type: string }).type, 'credits.low_balance')
+})
+
+Deno.test('the signature is the spec\'s: base64 HMAC-SHA256 of "<id>.<timestamp>.<body>" with the decoded secret', async () => {
+  // The Standard Webhooks reference vector, checked independently with
+  // printf 'msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330.{"test": 2432232314}' | openssl dgst -sha256 -mac HMAC -macopt hexkey:<decoded secret> -binary | base64
+  const vector = new Webhook('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw').sign('msg_p5jXN8AQM9LWM0D4loKWxJek', new Date(1614265330 * 1000), '{"test": 2432232314}')
+  assertEquals(vector, 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=')
+
+  // What the dispatcher sends, recomputed with WebCrypto from the headers and body it sent.
+  const sent: Array<{ headers: Headers; body: string }> = []
+  const capture = { send: (_url: string, init: { headers?: HeadersInit; body?: unknown } = {}) => {
+    sent.push({ headers: new Headers(init.headers), body: String(init.body) })
+    return Promise.resolve({ outcome: 'delivered' as const, status: 204, headers: new Headers(), body: new Uint8Array() })
+  } }
+  const alert: DueAlert = { id: crypto.randomUUID(), org_id: payload.org_id, payload, attempts: 3, url: 'https://hooks.example.com/x', secret }
+  assertEquals(await createAlertDelivery(capture, { now: () => new Date(1_800_000_000_000) })(alert), { delivered: true, status: 204, errorClass: null })
+  const { headers, body } = sent[0]!
+  const key = await crypto.subtle.importKey('raw', Uint8Array.from(atob(secret.slice(6)), (c) => c.charCodeAt(0)), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign'])
+  const mac = new Uint8Array(await crypto.subtle.sign('HMAC', key, new TextEncoder().encode(`${alert.id}.1800000000.${body}`)))
+  assertEquals(
+    [headers.get('webhook-id'), headers.get('webhook-timestamp'), headers.get('webhook-attempt'), headers.get('webhook-signature')],
+    [alert.id, '1800000000', '3', `v1,${btoa(String.fromCharCode(...mac))}`],
+  )
 })

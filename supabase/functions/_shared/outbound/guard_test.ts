@@ -1,5 +1,6 @@
 import { assertEquals } from '../testing.ts'
 import { createOutboundGuard, type OutboundGuardOptions } from './guard.ts'
+import { systemResolver } from './dns-resolver.ts'
 import { nodeConnector } from './node-connector.ts'
 import type { Connector, PinnedRequest, Resolver } from './ports.ts'
 
@@ -283,4 +284,10 @@ Deno.test('https to a server that does not speak TLS is tls_failed', async () =>
     const guard = createOutboundGuard({ purpose: 'test', resolver: spy.resolver, connector: nodeConnector({ ca: [ca] }), log: () => {}, privateOrigins: [`https://pinned.test:${port}`] })
     assertEquals((await guard.send(`https://pinned.test:${port}/`)).outcome, 'tls_failed')
   })
+})
+
+Deno.test('the system resolver (fallback where Deno.resolveDns is missing) answers from the hosts file', async () => {
+  // localhost is in the hosts file: no query leaves the machine.
+  const addresses = await systemResolver().resolve('localhost', AbortSignal.timeout(2000))
+  assertEquals(addresses.length > 0 && addresses.every((address) => address === '127.0.0.1' || address === '::1'), true, `localhost → ${addresses}`)
 })
