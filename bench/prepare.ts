@@ -78,7 +78,7 @@ export async function prepare(db: pg.Client, replica: pg.Client): Promise<Prepar
     if (Number(rows[0]!.granted) !== settings.distinctOrgs + specials.length) throw new Error(`setup: funded ${rows[0]!.granted} orgs`)
   })
 
-  await timed(timings, 'floor, seed-003 and Capgo-style tables', async () => {
+  await timed(timings, 'floor, client-side locking and view-gate tables', async () => {
     // The floor's rows are keyed by the owner's user id: the pgbench client names both sides the
     // same way (user n), and the floor has no membership lookup to turn a user into an org.
     await db.query(

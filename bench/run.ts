@@ -35,7 +35,7 @@ interface Scenario {
 // whose SQL-layer figures it compares with; scenario 6 changes the most data and runs last.
 const scenarios: Scenario[] = [
   { id: '1', title: 'consume_credits on distinct orgs vs floor', run: distinctOrgs },
-  { id: '2-3', title: 'consume_credits on one hot org vs floor and seed-003 pattern', run: hotOrg },
+  { id: '2-3', title: 'consume_credits on one hot org vs floor and the client-side locking pattern', run: hotOrg },
   { id: '7', title: 'consume_credits through PostgREST vs SQL layer', run: httpConsume },
   { id: '8', title: 'POST /functions/v1/updates gated vs ungated', run: pluginGate },
   { id: '4', title: 'plugin gate query vs Capgo v2 balances view', run: gateQuery },

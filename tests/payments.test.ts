@@ -105,7 +105,7 @@ describe('auto top-up', () => {
     // The processor as its own Deno process, pointed at that server.
     const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-topup-'))
     const [fn] = await startFunctions(discoverFunctions().filter((f) => f.name === 'topup-processor'), {
-      env: { SUPABASE_DB_URL: env.SUPABASE_DB_URL, STRIPE_SECRET_KEY: 'sk_test_local', STRIPE_API_BASE: stripeApi.url, TOLLGATE_TOPUP_CENTS_PER_CREDIT: '2' },
+      env: { SUPABASE_DB_URL: env.SUPABASE_DB_URL, SUPABASE_JWT_SECRET: env.SUPABASE_JWT_SECRET, STRIPE_SECRET_KEY: 'sk_test_local', STRIPE_API_BASE: stripeApi.url, TOLLGATE_TOPUP_CENTS_PER_CREDIT: '2' },
       logDir,
       denoDir: path.resolve('.tollgate/deno-cache'),
       watch: false,

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createUser, serviceClient, type TestUser } from './support/clients.ts'
-import { primaryDb, replicaDb } from './support/db.ts'
+import { eventually, primaryDb, replicaDb } from './support/db.ts'
+import { env } from './support/env.ts'
 import { callPlugin, createApp, deviceBody, percentile, type TestApp } from './support/plugin.ts'
 
 // Plugin endpoints against the real read replica: the gate follows orgs.has_usage_credits as
@@ -181,6 +182,136 @@ describe('/channel_self', () => {
   })
 })
 
+describe('channel overrides: a device changes only what it chose', () => {
+  async function overrideOf(deviceId: string) {
+    const { rows } = await primaryDb.query(
+      'select c.name from public.channel_devices d join public.channels c on c.id = d.channel_id where d.app_id = $1 and d.device_id = $2',
+      [app.appId, deviceId],
+    )
+    return rows
+  }
+
+  it('an anonymous DELETE or POST cannot remove or replace a channel the app owner pinned', async () => {
+    await grant(1)
+    await timeUntil(200)
+    const device = deviceBody(app.appId)
+    // Owners pin through pin_device_channel (members cannot write overrides directly, so an
+    // override's set_by cannot be forged).
+    const { rows } = await primaryDb.query<{ id: string }>(`select id from public.channels where app_id = $1 and name = 'production'`, [app.appId])
+    const direct = await owner.client
+      .from('channel_devices')
+      .insert({ app_id: app.appId, org_id: app.orgId, device_id: device.device_id, channel_id: rows[0]!.id, set_by: 'device' })
+    expect(direct.error?.code).toBe('42501')
+    const pinned = await owner.client.rpc('pin_device_channel', { p_app_id: app.appId, p_device_id: device.device_id, p_channel: 'production' })
+    expect(pinned).toMatchObject({ error: null, data: { channel: 'production', set_by: 'owner' } })
+
+    const removed = await callPlugin('channel_self', device, 'DELETE')
+    expect(removed).toMatchObject({ status: 403, body: { error: 'channel_override_not_removable' } })
+    const replaced = await callPlugin('channel_self', { ...device, channel: 'beta' })
+    expect(replaced).toMatchObject({ status: 403, body: { error: 'channel_override_not_replaceable' } })
+    expect(await overrideOf(device.device_id as string)).toEqual([{ name: 'production' }])
+
+    // The pin reaches the replica: the device is served the pinned channel, and told so.
+    const pinnedSeen = await eventually('the pin on the replica', async () => {
+      const res = await callPlugin('channel_self', device, 'PUT')
+      return res.body.status === 'override' ? res.body : undefined
+    })
+    expect(pinnedSeen).toEqual({ channel: 'production', status: 'override' })
+    expect((await callPlugin('updates', device)).body).toMatchObject({ version: '1.1.0', channel: 'production' })
+
+    // The owner removes their pin; the device is back on the default channel and free to choose.
+    const unpinned = await owner.client.rpc('pin_device_channel', { p_app_id: app.appId, p_device_id: device.device_id, p_channel: null })
+    expect(unpinned).toMatchObject({ error: null, data: { channel: null, removed: true } })
+    expect(await callPlugin('channel_self', { ...device, channel: 'beta' })).toMatchObject({ status: 200, body: { channel: 'beta' } })
+  })
+
+  it('an owner pin replaces a device-chosen override; a stranger cannot pin', async () => {
+    const device = deviceBody(app.appId)
+    await grant(1)
+    await timeUntil(200)
+    expect(await callPlugin('channel_self', { ...device, channel: 'beta' })).toMatchObject({ status: 200 })
+    const pinned = await owner.client.rpc('pin_device_channel', { p_app_id: app.appId, p_device_id: device.device_id, p_channel: 'production' })
+    expect(pinned.error).toBeNull()
+    expect(await overrideOf(device.device_id as string)).toEqual([{ name: 'production' }])
+    expect(await callPlugin('channel_self', device, 'DELETE')).toMatchObject({ status: 403, body: { error: 'channel_override_not_removable' } })
+
+    const stranger = await createUser('plugin-stranger')
+    const refused = await stranger.client.rpc('pin_device_channel', { p_app_id: app.appId, p_device_id: device.device_id, p_channel: 'beta' })
+    expect(refused.error).toMatchObject({ code: 'PT404', message: 'unknown_app' })
+    expect(await overrideOf(device.device_id as string)).toEqual([{ name: 'production' }])
+  })
+
+  it('a device removes the override it chose itself', async () => {
+    await grant(1)
+    await timeUntil(200)
+    const device = deviceBody(app.appId)
+    expect(await callPlugin('channel_self', { ...device, channel: 'beta' })).toMatchObject({ status: 200, body: { channel: 'beta' } })
+    expect(await callPlugin('channel_self', device, 'DELETE')).toMatchObject({ status: 200, body: { status: 'ok', removed: true } })
+    expect(await overrideOf(device.device_id as string)).toEqual([])
+    expect(await callPlugin('channel_self', device, 'DELETE')).toMatchObject({ status: 200, body: { status: 'ok', removed: false } })
+  })
+})
+
+describe('x-replication-lag-ms', () => {
+  const lagOf = (res: { headers: Headers }) => res.headers.get('x-replication-lag-ms')
+
+  it('is on every answer: 200, 400, 403, 404, 405 and 429', async () => {
+    const unpaidOwner = await createUser('plugin-unpaid')
+    const unpaid = await createApp(unpaidOwner)
+    await grant(1)
+    await timeUntil(200)
+    const answers = {
+      ok: await callPlugin('updates', deviceBody(app.appId)),
+      invalid: await callPlugin('updates', { ...deviceBody(app.appId), platform: 'windows' }),
+      notAllowed: await callPlugin('channel_self', { ...deviceBody(app.appId), channel: 'production' }),
+      unknownApp: await callPlugin('updates', deviceBody('com.nobody.owns.this')),
+      unknownChannel: await callPlugin('channel_self', { ...deviceBody(app.appId), channel: 'nightly' }),
+      method: await callPlugin('updates', undefined, 'GET'),
+      noCredits: await eventually('the unpaid app on the replica', async () => {
+        const res = await callPlugin('stats', deviceBody(unpaid.appId, { action: 'app_ready' }))
+        return res.status === 429 ? res : undefined
+      }),
+    }
+    expect(Object.fromEntries(Object.entries(answers).map(([name, res]) => [name, res.status]))).toEqual({
+      ok: 200, invalid: 400, notAllowed: 403, unknownApp: 404, unknownChannel: 404, method: 405, noCredits: 429,
+    })
+    for (const [name, res] of Object.entries(answers)) {
+      expect(lagOf(res), name).toMatch(/^\d+$/)
+    }
+  })
+
+  it('grows while the replica stalls, and falls back once it catches up', async () => {
+    await grant(1)
+    await timeUntil(200)
+    const probe = () => callPlugin('updates', deviceBody(app.appId))
+    const healthy = await probe()
+    expect(lagOf(healthy)).toMatch(/^\d+$/)
+    const subscription = env.TOLLGATE_REPLICA_SUBSCRIPTION
+    await replicaDb.query(`alter subscription ${subscription} disable`)
+    const stalled: number[] = []
+    try {
+      const until = Date.now() + 5000
+      while (Date.now() < until) {
+        const res = await probe()
+        expect(lagOf(res), 'header present while the replica stalls').toMatch(/^\d+$/)
+        stalled.push(Number(lagOf(res)))
+        await new Promise((resolve) => setTimeout(resolve, 250))
+      }
+    } finally {
+      await replicaDb.query(`alter subscription ${subscription} enable`)
+    }
+    // Heartbeats stop arriving: the lag grows by about the stall's length (5 s), give or take
+    // the heartbeat period and the one-second measurement cache.
+    expect(stalled.at(-1)! - stalled[0]!).toBeGreaterThan(2500)
+    expect(stalled.at(-1)!).toBeGreaterThan(4000)
+    const recovered = await eventually('the lag to fall back after the stall', async () => {
+      const lag = Number(lagOf(await probe()))
+      return lag < 3500 ? lag : undefined
+    }, 15_000)
+    expect(recovered).toBeLessThan(3500)
+  })
+})
+
 describe('replica data contract', () => {
   it('the replica holds exactly the published tables and columns', async () => {
     const published = await primaryDb.query<{ table: string; columns: string[] }>(
@@ -192,6 +323,16 @@ describe('replica data contract', () => {
     )
     const sortCols = (rows: { table: string; columns: string[] }[]) => rows.map((r) => ({ table: r.table, columns: [...r.columns].sort() }))
     expect(sortCols(onReplica.rows)).toEqual(sortCols(published.rows))
-    expect(published.rows.map((r) => r.table)).toEqual(['app_versions', 'apps', 'channel_devices', 'channels', 'orgs'])
+    // The contract as README "Replica data contract" writes it.
+    expect(sortCols(published.rows)).toEqual(
+      sortCols([
+        { table: 'app_versions', columns: ['id', 'app_id', 'name', 'bundle_url', 'checksum'] },
+        { table: 'apps', columns: ['app_id', 'org_id'] },
+        { table: 'channel_devices', columns: ['app_id', 'device_id', 'channel_id'] },
+        { table: 'channels', columns: ['id', 'app_id', 'name', 'version_id', 'is_default', 'allow_device_self_set'] },
+        { table: 'orgs', columns: ['id', 'has_usage_credits'] },
+        { table: 'replica_heartbeat', columns: ['id', 'beat_at'] },
+      ]),
+    )
   })
 })

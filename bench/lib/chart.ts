@@ -20,7 +20,7 @@ const palette: Record<string, string> = {
   floor_distinct: '#9ecae1',
   ours_hot: '#d62728',
   floor_hot: '#ff9896',
-  seed003_hot: '#7f7f7f',
+  client_lock_hot: '#7f7f7f',
   http_distinct: '#1f77b4',
   http_hot: '#d62728',
   updates_gated: '#2ca02c',
@@ -92,7 +92,7 @@ function panel(p: Panel, x0: number, y0: number, width: number, height: number, 
 
 export function chartSvg(measurements: Measurement[], subtitle: string): string {
   const families = [
-    { title: 'SQL layer (pgbench): consume_credits and floors', variants: ['ours_distinct', 'floor_distinct', 'ours_hot', 'floor_hot', 'seed003_hot'] },
+    { title: 'SQL layer (pgbench): consume_credits and floors', variants: ['ours_distinct', 'floor_distinct', 'ours_hot', 'floor_hot', 'client_lock_hot'] },
     { title: 'HTTP (loopback): rpc via PostgREST, /updates gate on/off', variants: ['http_distinct', 'http_hot', 'updates_gated', 'updates_ungated'] },
   ]
   const width = 560

@@ -1,5 +1,5 @@
 // Scenarios 1-3: consume_credits at the SQL layer (pgbench) against a floor and against the
-// seed-003 client-side locking pattern.
+// client-side locking pattern (an app server holding a row lock across round trips).
 import os from 'node:os'
 import { pgbench, type PgTarget } from '../lib/pgbench.ts'
 import { find, pass, ratioText, tpsText, type Row } from '../lib/result.ts'
@@ -29,11 +29,11 @@ ${requestId}
 select bench.floor_consume(${userIdSql(':u::int')}::uuid, 'r' || :rid);
 `
 
-// Seed 003's deduct_credits(), statement for statement: BEGIN, SELECT ... FOR UPDATE, the
+// A client-side deduct_credits(), statement for statement: BEGIN, SELECT ... FOR UPDATE, the
 // client computes the new balance, UPDATE, INSERT transaction, INSERT tool call, COMMIT: four
 // round trips while the account row is locked. (Its insufficient-credits branch never runs here.)
 const requestUuid = `lpad(to_hex(:r1::bigint), 16, '0') || lpad(to_hex(:r2::bigint), 16, '0')`
-const seed003Script = `
+const clientLockScript = `
 \\set r1 random(1, 9000000000000000000)
 \\set r2 random(1, 9000000000000000000)
 BEGIN;
@@ -148,7 +148,7 @@ export async function hotOrg(ctx: Context): Promise<ScenarioOutput> {
   const variants = [
     variant(ctx.primary, 'ours_hot', oursScript('hot')),
     variant(ctx.primary, 'floor_hot', floorScript('hot')),
-    variant(ctx.primary, 'seed003_hot', seed003Script, { account }),
+    variant(ctx.primary, 'client_lock_hot', clientLockScript, { account }),
   ]
   await warmUp(variants)
   const before = await ctx.db.query<{ calls: string; balance: string }>('select total_tool_calls as calls, credits_balance as balance from bench.mcp_user_accounts where id = $1', [account])
@@ -156,12 +156,12 @@ export async function hotOrg(ctx: Context): Promise<ScenarioOutput> {
   const measurements: Measurement[] = []
   for (const clients of settings.clients) measurements.push(...(await sideBySide(variants, clients, settings.seconds)))
 
-  // The seed-003 pattern must have stayed consistent (its row lock serialises it).
+  // The client-side pattern must have stayed consistent (its row lock serialises it).
   const after = await ctx.db.query<{ calls: string; balance: string }>('select total_tool_calls as calls, credits_balance as balance from bench.mcp_user_accounts where id = $1', [account])
   const seedCalls = Number(after.rows[0]!.calls) - Number(before.rows[0]!.calls)
   const seedSpent = Number(before.rows[0]!.balance) - Number(after.rows[0]!.balance)
 
-  // A bare round trip on this loopback, to weigh seed-003's four round trips under its lock.
+  // A bare round trip on this loopback, to weigh the client-side pattern's four round trips under its lock.
   const roundTrip = await pgbench(ctx.primary, { name: 'round_trip', script: 'select 1;', clients: 1, seconds: 2 })
   const rttMs = [...roundTrip.latencies_ms].sort((a, b) => a - b)[Math.floor(roundTrip.latencies_ms.length / 2)] ?? Number.NaN
 
@@ -170,12 +170,12 @@ export async function hotOrg(ctx: Context): Promise<ScenarioOutput> {
   const at32 = find(measurements, 'ours_hot', 32)
   const collapse = at32.tps / at8.tps
   const floorCollapse = find(measurements, 'floor_hot', 32).tps / find(measurements, 'floor_hot', 8).tps
-  const seedCollapse = find(measurements, 'seed003_hot', 32).tps / find(measurements, 'seed003_hot', 8).tps
+  const seedCollapse = find(measurements, 'client_lock_hot', 32).tps / find(measurements, 'client_lock_hot', 8).tps
   const ours1 = find(measurements, 'ours_hot', 1)
-  const seedOne = find(measurements, 'seed003_hot', 1)
+  const seedOne = find(measurements, 'client_lock_hot', 1)
   const contended = settings.clients.filter((c) => c > 1)
-  const vsSeed = worstRatio(measurements, 'ours_hot', 'seed003_hot', contended)
-  const seed1 = find(measurements, 'ours_hot', 1).tps / find(measurements, 'seed003_hot', 1).tps
+  const vsSeed = worstRatio(measurements, 'ours_hot', 'client_lock_hot', contended)
+  const seed1 = find(measurements, 'ours_hot', 1).tps / find(measurements, 'client_lock_hot', 1).tps
   const rowsOut: Row[] = [
     {
       scenario: '2a. consume_credits, one hot org vs hot floor',
@@ -192,7 +192,7 @@ export async function hotOrg(ctx: Context): Promise<ScenarioOutput> {
       ratio: collapse,
       measured: ratioText(collapse),
       status: pass(collapse >= 0.6),
-      absolute: `8c ${tpsText(at8)}; 32c ${tpsText(at32)}. Same 32c/8c ratio: floor ${ratioText(floorCollapse)}, seed-003 ${ratioText(seedCollapse)}`,
+      absolute: `8c ${tpsText(at8)}; 32c ${tpsText(at32)}. Same 32c/8c ratio: floor ${ratioText(floorCollapse)}, client-side ${ratioText(seedCollapse)}`,
       note:
         collapse >= 0.6
           ? undefined
@@ -201,17 +201,17 @@ export async function hotOrg(ctx: Context): Promise<ScenarioOutput> {
             : `ours drops while the floor holds (${ratioText(floorCollapse)}): likely the longer lock hold of a charge (scenario 1's per-charge cost, all under the lock) with 32 waiters queued behind it on ${os.cpus().length} cores`,
     },
     {
-      scenario: '3. hot org: ours vs seed-003 pattern (BEGIN; SELECT FOR UPDATE; UPDATE; INSERT; INSERT; COMMIT)',
-      target: 'ours ≥ 2× seed-003 tps (worst of 8/32 clients, where the lock is contended)',
+      scenario: '3. hot org: ours vs the client-side locking pattern (BEGIN; SELECT FOR UPDATE; UPDATE; INSERT; INSERT; COMMIT)',
+      target: 'ours ≥ 2× client-side pattern tps (worst of 8/32 clients, where the lock is contended)',
       ratio: vsSeed.ratio,
-      measured: `${ratioText(vsSeed.ratio)} (${perClients(measurements, 'ours_hot', 'seed003_hot', contended)}; 1c ${ratioText(seed1)} uncontended, for information)`,
+      measured: `${ratioText(vsSeed.ratio)} (${perClients(measurements, 'ours_hot', 'client_lock_hot', contended)}; 1c ${ratioText(seed1)} uncontended, for information)`,
       status: pass(vsSeed.ratio >= 2),
       note:
         vsSeed.ratio >= 2
           ? undefined
-          : `a loopback round trip costs ${rttMs.toFixed(3)} ms here (p50 of select 1), so the four round trips seed-003 makes under its lock add only ~${(4 * rttMs).toFixed(2)} ms to a hold of four small statements, while ours holds the lock for the whole charge after lock_balance (scenario 1's per-charge cost); uncontended, one seed-003 transaction takes ${seedOne.p50_ms.toFixed(2)} ms p50 and one consume_credits ${ours1.p50_ms.toFixed(2)} ms. With a network between client and database (≥ 0.5 ms per round trip) seed-003's hold grows by ≥ 2 ms and ours does not`,
-      absolute: `at ${vsSeed.clients}c: ours ${tpsText(find(measurements, 'ours_hot', vsSeed.clients))}; seed-003 ${tpsText(find(measurements, 'seed003_hot', vsSeed.clients))}`,
+          : `a loopback round trip costs ${rttMs.toFixed(3)} ms here (p50 of select 1), so the four round trips the client-side pattern makes under its lock add only ~${(4 * rttMs).toFixed(2)} ms to a hold of four small statements, while ours holds the lock for the whole charge after lock_balance (scenario 1's per-charge cost); uncontended, one seed-003 transaction takes ${seedOne.p50_ms.toFixed(2)} ms p50 and one consume_credits ${ours1.p50_ms.toFixed(2)} ms. With a network between client and database (≥ 0.5 ms per round trip) seed-003's hold grows by ≥ 2 ms and ours does not`,
+      absolute: `at ${vsSeed.clients}c: ours ${tpsText(find(measurements, 'ours_hot', vsSeed.clients))}; client-side ${tpsText(find(measurements, 'client_lock_hot', vsSeed.clients))}`,
     },
   ]
-  return { rows: rowsOut, measurements, details: { round_trip_p50_ms: rttMs, seed003_calls: seedCalls, seed003_credits_spent: seedSpent, seed003_consistent: seedCalls === seedSpent } }
+  return { rows: rowsOut, measurements, details: { round_trip_p50_ms: rttMs, client_lock_calls: seedCalls, client_lock_credits_spent: seedSpent, client_lock_consistent: seedCalls === seedSpent } }
 }

@@ -16,7 +16,7 @@ export function gateSql(): string {
   return edgeGateSql.trim()
 }
 
-// Seed 001's gate before the flag: EXISTS over the per-org balances view (a GROUP BY over the
+// The view-based gate (before the replicated flag): EXISTS over the per-org balances view (a GROUP BY over the
 // grants), for the app's owner.
 const capgoSql = `select a.org_id,
        exists (select 1 from bench.capgo_balances b where b.org_id = a.org_id and coalesce(b.available_credits, 0) > 0) as has_usage_credits

@@ -27,8 +27,8 @@ export async function httpConsume(ctx: Context): Promise<ScenarioOutput> {
   const env = ctx.stack.env
   const url = `${env.SUPABASE_URL}/rest/v1/rpc/consume_credits`
   // Access tokens as GoTrue would issue them after sign-in, one per user.
-  const tokens = Array.from({ length: settings.distinctOrgs }, (_, i) => userJwt(userId(i + 1), env.SUPABASE_JWT_SECRET, { expiresInSeconds: 3600 }))
-  const hotToken = userJwt(userId(special.hot), env.SUPABASE_JWT_SECRET, { expiresInSeconds: 3600 })
+  const tokens = await Promise.all(Array.from({ length: settings.distinctOrgs }, (_, i) => userJwt(userId(i + 1), env.SUPABASE_JWT_SECRET, { expiresInSeconds: 3600 })))
+  const hotToken = await userJwt(userId(special.hot), env.SUPABASE_JWT_SECRET, { expiresInSeconds: 3600 })
   const request = (token: string) => ({
     headers: { apikey: env.SUPABASE_ANON_KEY, authorization: `Bearer ${token}`, 'content-type': 'application/json' },
     body: JSON.stringify({ p_operation: priceOperation, p_request_id: requestId() }),

@@ -2,10 +2,10 @@
 --
 --   floor_*        the least a charge can do: UPDATE the balance row ... RETURNING, INSERT one
 --                  ledger row. Scenarios 1 and 2 measure consume_credits against it.
---   mcp_*          tables shaped like seed 003's (mcp.user_accounts, user_credit_transactions,
+--   mcp_*          tables of a client-side credits service (mcp.user_accounts, user_credit_transactions,
 --                  user_tool_calls), for its client-side locking pattern (scenario 3).
---   capgo_*        a grants table and a balances VIEW that sums it per org, the Capgo v2 gate
---                  pattern of seed 001 (scenario 4).
+--   capgo_*        a grants table and a balances VIEW that sums it per org: the
+--                  view-based gate a replicated flag replaces (scenario 4).
 
 create schema if not exists bench;
 
@@ -47,7 +47,7 @@ as $$
   returning balance_after
 $$;
 
--- Seed 003 (MCP tool-call credits) ---------------------------------------------------------------
+-- Client-side locking (tool-call credits) --------------------------------------------------------
 
 -- Columns are the ones its deduct_credits() reads and writes; keys and indexes are what such a
 -- schema has (account FK, unique request id, per-account history).
@@ -99,7 +99,7 @@ create table bench.mcp_user_tool_calls (
 
 create index mcp_user_tool_calls_account_idx on bench.mcp_user_tool_calls (user_account_id, created_at);
 
--- Capgo v2 gate (seed 001, before the flag) --------------------------------------------------------
+-- View-based gate (before the replicated flag) -----------------------------------------------------
 
 create table bench.capgo_grants (
   id bigint generated always as identity primary key,

@@ -29,6 +29,9 @@ const documented: Record<string, string> = {
   invalid_priority: '22023',
   invalid_specification: '22023',
   invalid_input: '22023',
+  unknown_app: 'PT404',
+  unknown_channel: 'PT404',
+  invalid_device_id: '22023',
 }
 /**
  * Rejected before our code runs (README "Errors"): a value that does not fit the parameter's
@@ -59,6 +62,7 @@ const rpcs: Record<string, string[]> = {
   create_workflow: ['p_name', 'p_description', 'p_specification', 'p_priority', 'p_request_id', 'p_org_id'],
   execute_workflow: ['p_workflow_id', 'p_input', 'p_request_id'],
   list_my_orgs: [],
+  pin_device_channel: ['p_app_id', 'p_device_id', 'p_channel'],
 }
 
 const call = fc.constantFrom(...Object.keys(rpcs)).chain((fn) =>

@@ -35,7 +35,7 @@ export async function ownStack(label: string): Promise<OwnStack> {
       const { rows } = await db.query<{ id: string }>('select id from public.orgs where personal_user_id = $1', [id])
       const orgId = rows[0]!.id
       if (credits > 0) await db.query(`select public.grant_credits($1, $2, 'promotion')`, [orgId, credits])
-      const client = createClient(stack.env.SUPABASE_URL, stack.env.SUPABASE_ANON_KEY, supabaseOptions(userJwt(id, stack.env.SUPABASE_JWT_SECRET)))
+      const client = createClient(stack.env.SUPABASE_URL, stack.env.SUPABASE_ANON_KEY, supabaseOptions(await userJwt(id, stack.env.SUPABASE_JWT_SECRET)))
       return { id, orgId, client }
     },
     async close() {

@@ -43,7 +43,7 @@ export async function createUser(label = 'user'): Promise<TestUser> {
   )
   const { rows } = await primaryDb.query<{ id: string }>('select id from public.orgs where personal_user_id = $1', [id])
   if (rows.length !== 1) throw new Error(`setup: user ${id} has no personal org`)
-  const jwt = userJwt(id, env.SUPABASE_JWT_SECRET, { email })
+  const jwt = await userJwt(id, env.SUPABASE_JWT_SECRET, { email })
   const client = createClient(env.SUPABASE_URL, env.SUPABASE_ANON_KEY, supabaseOptions(jwt))
   return { id, email, jwt, personalOrgId: rows[0]!.id, client }
 }

@@ -47,14 +47,14 @@ isOneToOne: false
                   ]
                 },"channel_devices": {
                   Row: {
-                    "app_id": string,"channel_id": number,"device_id": string,"org_id": string,"updated_at": string
+                    "app_id": string,"channel_id": number,"device_id": string,"org_id": string,"set_by": string,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "app_id": string,"channel_id": number,"device_id": string,"org_id": string,"updated_at"?: string
+                    "app_id": string,"channel_id": number,"device_id": string,"org_id": string,"set_by": string,"updated_at"?: string
                   }
                   Update: {
-                    "app_id"?: string,"channel_id"?: number,"device_id"?: string,"org_id"?: string,"updated_at"?: string
+                    "app_id"?: string,"channel_id"?: number,"device_id"?: string,"org_id"?: string,"set_by"?: string,"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -425,6 +425,20 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"replica_heartbeat": {
+                  Row: {
+                    "beat_at": string,"id": boolean
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "beat_at": string,"id"?: boolean
+                  }
+                  Update: {
+                    "beat_at"?: string,"id"?: boolean
+                  }
+                  Relationships: [
+                    
+                  ]
                 },"workflow_executions": {
                   Row: {
                     "created_at": string,"created_by": string | null,"id": string,"input": NonNullable<Json>,"org_id": string,"request_id": string,"status": string,"workflow_id": string
@@ -533,6 +547,9 @@ isOneToOne: false
                            },
 "mark_topup_request":
 { Args: { "p_error"?: string,"p_id": string,"p_payment_intent_id"?: string,"p_status": string }; Returns: undefined
+                           },
+"pin_device_channel":
+{ Args: { "p_app_id": string,"p_channel": string,"p_device_id": string }; Returns: Json
                            },
 "reconcile_credits":
 { Args: Record<PropertyKey, never>; Returns: number

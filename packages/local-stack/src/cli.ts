@@ -1,18 +1,13 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { spawnSync } from 'node:child_process'
+import { parseArgs } from 'node:util'
 import { supabaseBinary } from './binaries.ts'
 import { log, StackError } from './log.ts'
 import { repoRoot } from './paths.ts'
 import { runFaultTests, runTests } from './run-tests.ts'
 import { defaultPorts, demoUser, demoUserJwt, formatEnv, freePorts, stackHome, startStack, type RunningStack } from './stack.ts'
 import { Cluster } from './postgres.ts'
-
-// `--name NAME` runs a separate stack (own folder under .tollgate/, free ports unless the
-// TOLLGATE_*_PORT variables say otherwise), e.g. one per parallel worktree or agent.
-const nameFlag = process.argv.indexOf('--name')
-const devStack = nameFlag > 0 ? process.argv[nameFlag + 1]! : 'dev'
-const stateFile = path.join(stackHome(devStack), 'stack.json')
 
 const usage = `usage: tsx packages/local-stack/src/cli.ts <command>
   start   bring the local stack up with demo data and print its env (Ctrl-C stops it)
@@ -23,6 +18,26 @@ const usage = `usage: tsx packages/local-stack/src/cli.ts <command>
   test    run every test suite (on an ephemeral stack unless SUPABASE_URL etc. point at one)
   test:faults  the fault and abuse tests at full scale (crash, restarts, fuzzing, retry storm)
   supabase <args>  the Supabase CLI shipped in node_modules (e.g. \`npm run supabase -- migration new x\`)`
+
+const [command, ...rest] = process.argv.slice(2)
+// `supabase` passes everything after it to the CLI untouched; the other commands take --name.
+function flagsOf(args: string[]): { name?: string } {
+  try {
+    return parseArgs({ args, options: { name: { type: 'string' } } }).values
+  } catch (error) {
+    process.stderr.write(`tollgate: ${(error as Error).message}\n${usage}\n`)
+    process.exit(2)
+  }
+}
+const flags = command === 'supabase' ? {} : flagsOf(rest)
+if (flags.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(flags.name)) {
+  process.stderr.write(`tollgate: --name takes letters, digits, '.', '_' and '-' (got ${JSON.stringify(flags.name)})\n`)
+  process.exit(2)
+}
+// `--name NAME` runs a separate stack (own folder under .tollgate/, free ports unless the
+// TOLLGATE_*_PORT variables say otherwise), e.g. one per parallel worktree or agent.
+const devStack = flags.name ?? 'dev'
+const stateFile = path.join(stackHome(devStack), 'stack.json')
 
 async function main(command: string | undefined): Promise<number> {
   switch (command) {
@@ -61,7 +76,7 @@ async function start(): Promise<number> {
     fs.rmSync(stateFile, { force: true })
     throw error
   })
-  printEnv(stack)
+  await printEnv(stack)
   log('stack running; Ctrl-C (or `npm run stop`) stops it')
   let stopping = false
   const shutdown = async (signal: string) => {
@@ -89,7 +104,7 @@ function definedPorts(): Partial<typeof defaultPorts> {
   )
 }
 
-function printEnv(stack: RunningStack): void {
+async function printEnv(stack: RunningStack): Promise<void> {
   const { env } = stack
   process.stdout.write(
     formatEnv({
@@ -103,7 +118,7 @@ function printEnv(stack: RunningStack): void {
       JWT_SECRET: env.SUPABASE_JWT_SECRET,
       DEMO_USER_ID: demoUser.id,
       DEMO_USER_EMAIL: demoUser.email,
-      DEMO_USER_JWT: demoUserJwt(env),
+      DEMO_USER_JWT: await demoUserJwt(env),
     }),
   )
   log(`the same values under the names tests and functions read: ${path.join(stack.home, '.env')}`)
@@ -158,7 +173,7 @@ function status(): number {
   return 0
 }
 
-main(process.argv[2]).then(
+main(command).then(
   (code) => process.exit(code),
   (error: unknown) => {
     process.stderr.write(`tollgate: ${error instanceof StackError || error instanceof Error ? error.message : String(error)}\n`)

@@ -28,7 +28,7 @@ const restCors = {
  * `verify_jwt` on, a valid JWT in Authorization.
  */
 export function startGateway(routes: GatewayRoutes, port: number): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
+  const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://gateway')
     const bearer = (req.headers.authorization ?? '').replace(/^Bearer\s+/i, '')
 
@@ -36,7 +36,7 @@ export function startGateway(routes: GatewayRoutes, port: number): Promise<http.
       if (req.method === 'OPTIONS') return void res.writeHead(204, restCors).end()
       const apikey = (req.headers.apikey as string | undefined) ?? url.searchParams.get('apikey') ?? ''
       if (!apikey) return json(res, 401, { message: 'No API key found in request', hint: 'send the anon or service_role key in the apikey header' }, restCors)
-      const claims = verifyJwt(apikey, routes.jwtSecret)
+      const claims = await verifyJwt(apikey, routes.jwtSecret)
       if (!claims || (claims.role !== 'anon' && claims.role !== 'service_role')) {
         return json(res, 401, { message: 'Invalid API key' }, restCors)
       }
@@ -49,7 +49,7 @@ export function startGateway(routes: GatewayRoutes, port: number): Promise<http.
       const [, name, rest = ''] = fn as unknown as [string, string, string | undefined]
       const target = routes.functions.get(name)
       if (!target) return json(res, 404, { code: 'NOT_FOUND', message: 'Requested function was not found' })
-      if (target.verifyJwt && req.method !== 'OPTIONS' && !verifyJwt(bearer, routes.jwtSecret)) {
+      if (target.verifyJwt && req.method !== 'OPTIONS' && !(await verifyJwt(bearer, routes.jwtSecret))) {
         return json(res, 401, { code: 401, message: 'Invalid JWT' })
       }
       return proxy(req, res, target.port, `/${name}${rest}`, url.search, req.headers)
@@ -78,8 +78,13 @@ function proxy(
   const upstream = http.request(
     { host: '127.0.0.1', port, method: req.method, path: `${path}${search}`, headers: { ...headers, host: `127.0.0.1:${port}` } },
     (upstreamRes) => {
-      res.writeHead(upstreamRes.statusCode ?? 502, { ...upstreamRes.headers, ...extraHeaders })
+      // The upstream answered before reading the whole request (e.g. it refused an oversized
+      // body): answer, then close the connection instead of leaving the client streaming into
+      // a keep-alive socket nobody reads.
+      const early = !req.complete
+      res.writeHead(upstreamRes.statusCode ?? 502, { ...upstreamRes.headers, ...extraHeaders, ...(early ? { connection: 'close' } : {}) })
       upstreamRes.pipe(res)
+      if (early) res.once('finish', () => closeAfterEarlyAnswer(req, upstream))
     },
   )
   upstream.on('error', (error) => {
@@ -87,6 +92,15 @@ function proxy(
     else res.destroy()
   })
   req.pipe(upstream)
+}
+
+function closeAfterEarlyAnswer(req: http.IncomingMessage, upstream: http.ClientRequest): void {
+  if (req.complete) return
+  req.unpipe(upstream)
+  upstream.destroy()
+  req.resume() // discard what is still arriving while the answer drains
+  req.socket.end()
+  setTimeout(() => req.socket.destroy(), 1000).unref()
 }
 
 export const gatewayPort = (server: http.Server): number => (server.address() as AddressInfo).port

@@ -19,6 +19,9 @@ export function run(cmd: string, args: string[], options: SpawnOptions & { input
     child.stderr!.on('data', (chunk) => (stderr += chunk))
     child.on('error', (error) => reject(new StackError(`cannot run ${cmd}: ${error.message}`)))
     child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }))
+    // A child may exit before it reads its input (EPIPE): its exit code tells what happened,
+    // so the write error is not ours to raise.
+    child.stdin!.on('error', () => {})
     child.stdin!.end(options.input ?? '')
   })
 }

@@ -52,6 +52,8 @@ export async function syncReplica(primaryUrl: string, replicaUrl: string, primar
         `create subscription ${subscriptionName} connection ${pg.escapeLiteral(primaryConnInfo)} publication ${publicationName}`,
       )
     } else {
+      // The primary may be on another port than last time (a named stack starts on free ports).
+      await replica.query(`alter subscription ${subscriptionName} connection ${pg.escapeLiteral(primaryConnInfo)}`)
       await replica.query(`alter subscription ${subscriptionName} refresh publication`)
     }
     await waitFor(

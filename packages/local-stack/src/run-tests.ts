@@ -47,6 +47,7 @@ export async function runTests(suites: Array<'pgtap' | 'main' | 'faults' | 'deno
     if (given.length > 0) log(`ignoring a partial stack environment (missing ${requiredEnv.filter((k) => !process.env[k]).join(', ')})`)
     stack = await startStack({ name: `test-${process.pid}`, ports: await freePorts(), watch: false, seed: true })
     env = stack.env
+    tearDownOnExit(stack)
   }
 
   const results: SuiteResult[] = []
@@ -68,6 +69,26 @@ export async function runTests(suites: Array<'pgtap' | 'main' | 'faults' | 'deno
   const failed = results.reduce((sum, r) => sum + r.failed, 0)
   process.stdout.write(`${passed} passed, ${failed} failed\n`)
   return failed === 0 && passed > 0 ? 0 : 1
+}
+
+/**
+ * However the run ends (Ctrl-C, a kill, an error nothing caught), the ephemeral stack goes down
+ * with it: its two clusters must not outlive the runner.
+ */
+function tearDownOnExit(stack: RunningStack): void {
+  let stopping: Promise<void> | undefined
+  const abort = (why: string, code: number) => {
+    stopping ??= (async () => {
+      log(`${why}: tearing the ephemeral stack down`)
+      await stack.stop({ destroy: true }).catch((error: unknown) => log(`teardown: ${(error as Error).message}`))
+      process.stdout.write('0 passed, 1 failed\n')
+      process.exit(code)
+    })()
+  }
+  process.once('SIGINT', () => abort('interrupted', 130))
+  process.once('SIGTERM', () => abort('terminated', 143))
+  process.once('uncaughtException', (error) => abort(`unexpected error: ${error.message}`, 1))
+  process.once('unhandledRejection', (reason) => abort(`unexpected error: ${(reason as Error)?.message ?? String(reason)}`, 1))
 }
 
 /** Runs a command with inherited output while also capturing stdout for counting. */

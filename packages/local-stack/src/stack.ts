@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process'
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import type http from 'node:http'
 import path from 'node:path'
@@ -14,6 +15,20 @@ import { startPostgrest } from './postgrest.ts'
 import { freePort, runChecked, stopChild } from './process.ts'
 import { subscriptionName, syncReplica } from './replica.ts'
 import { ensureSystemPackages } from './system.ts'
+
+/**
+ * The platform baseline is applied to a new cluster, and again only when the baseline file
+ * changed: re-applying it on every start would re-grant Supabase's default privileges over what
+ * the project's migrations revoked since.
+ */
+async function applyBaselineOnce(primary: Cluster, fresh: boolean): Promise<void> {
+  const sql = fs.readFileSync(baselineSql, 'utf8')
+  const digest = crypto.createHash('sha256').update(sql).digest('hex')
+  const marker = path.join(primary.home, 'baseline.sha256')
+  if (!fresh && fs.existsSync(marker) && fs.readFileSync(marker, 'utf8') === digest) return
+  await runSql(primary.url(), sql, 'applying the Supabase platform baseline')
+  fs.writeFileSync(marker, digest)
+}
 
 /** The variables tests, functions and apps read; the same names work against `supabase start`. */
 export interface StackEnv {
@@ -137,7 +152,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     const fresh = await primary.init()
     log(`${fresh ? 'created' : 'reusing'} primary cluster in ${primary.dataDir}`)
     await primary.start()
-    await runSql(primary.url(), fs.readFileSync(baselineSql, 'utf8'), 'applying the Supabase platform baseline')
+    await applyBaselineOnce(primary, fresh)
 
     log('applying migrations with `supabase db push`')
     await pushMigrations(primary.url(), options.seed)
@@ -164,8 +179,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     const apiUrl = `http://127.0.0.1:${options.ports.api}`
     const env: StackEnv = {
       SUPABASE_URL: apiUrl,
-      SUPABASE_ANON_KEY: apiKey('anon', jwtSecret),
-      SUPABASE_SERVICE_ROLE_KEY: apiKey('service_role', jwtSecret),
+      SUPABASE_ANON_KEY: await apiKey('anon', jwtSecret),
+      SUPABASE_SERVICE_ROLE_KEY: await apiKey('service_role', jwtSecret),
       SUPABASE_JWT_SECRET: jwtSecret,
       SUPABASE_DB_URL: primary.url(),
       TOLLGATE_REPLICA_DB_URL: replica.url(),
@@ -222,6 +237,6 @@ export function formatEnv(env: object): string {
 }
 
 /** A ready-to-use access token for the demo user (seeded by supabase/seed.sql). */
-export function demoUserJwt(env: StackEnv): string {
+export function demoUserJwt(env: StackEnv): Promise<string> {
   return userJwt(demoUser.id, env.SUPABASE_JWT_SECRET, { email: demoUser.email, expiresInSeconds: 7 * 24 * 3600 })
 }

@@ -44,8 +44,7 @@ async function timed<T extends object>(probe: () => Promise<T>, timeoutMs: numbe
  * the replica is subscribed, 503 otherwise (the body says which part is down).
  */
 export function createHealthHandler(probes: HealthProbes, timeoutMs = 3000): (req: Request) => Promise<Response> {
-  return async (req) => {
-    if (req.method !== 'GET') return json(405, { error: 'method_not_allowed', message: 'use GET' }, { allow: 'GET' })
+  return async (_req) => {
     const [primary, replica] = await Promise.all([timed(probes.primary, timeoutMs), timed(probes.replica, timeoutMs)])
     const ok = primary.reachable && replica.reachable && (replica as ReplicaStatus).subscribed === true
     return json(ok ? 200 : 503, { status: ok ? 'ok' : 'degraded', primary, replica })

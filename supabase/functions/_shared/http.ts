@@ -1,5 +1,5 @@
-// One error path for every edge function: handlers throw HttpError, `handle` renders
-// `{error, message, ...}` with the status and logs one structured JSON line.
+// One error path for every edge function: handlers throw HttpError, the entry (entry.ts)
+// renders `{error, message, ...}` with the status and logs one structured JSON line.
 
 /** An error with an HTTP status and a stable snake_case key (the `error` field). */
 export class HttpError extends Error {
@@ -8,6 +8,8 @@ export class HttpError extends Error {
     readonly key: string,
     message: string,
     readonly extra: Record<string, unknown> = {},
+    /** Response headers the answer carries (e.g. `allow` on a 405). */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message)
     this.name = 'HttpError'
@@ -39,23 +41,4 @@ export function logEvent(level: 'info' | 'warn' | 'error', event: string, fields
   const line = JSON.stringify(redact({ time: new Date().toISOString(), level, event, ...fields }))
   if (level === 'error') console.error(line)
   else console.log(line)
-}
-
-/** Wraps a handler: HttpError → its JSON answer; anything else → 500 internal_error, logged. */
-export function handle(fn: string, handler: (req: Request) => Promise<Response>): (req: Request) => Promise<Response> {
-  return async (req) => {
-    const started = performance.now()
-    try {
-      const res = await handler(req)
-      logEvent('info', 'request', { fn, method: req.method, status: res.status, latency_ms: Math.round(performance.now() - started) })
-      return res
-    } catch (error) {
-      if (error instanceof HttpError) {
-        logEvent(error.status >= 500 ? 'error' : 'info', 'request', { fn, method: req.method, status: error.status, error: error.key })
-        return json(error.status, { error: error.key, message: error.message, ...error.extra })
-      }
-      logEvent('error', 'unhandled_error', { fn, method: req.method, message: (error as Error)?.message ?? String(error) })
-      return json(500, { error: 'internal_error', message: 'internal error' })
-    }
-  }
 }

@@ -1,9 +1,7 @@
-import { handle } from '../_shared/http.ts'
-import { pluginOptionsFromEnv, primaryUrl, replicaSubscription, replicaUrl } from '../_shared/plugin/config.ts'
+import { pluginOptionsFromEnv, primaryUrl, replicaUrl } from '../_shared/plugin/config.ts'
 import { createChannelSelfHandler } from '../_shared/plugin/handlers.ts'
 import { primaryFromUrl } from '../_shared/plugin/primary-db.ts'
 import { replicaFromUrl } from '../_shared/plugin/replica-db.ts'
 
-Deno.serve(
-  handle('channel_self', createChannelSelfHandler(replicaFromUrl(replicaUrl(), replicaSubscription()), primaryFromUrl(primaryUrl()), pluginOptionsFromEnv())),
-)
+// Devices call this without a token (the app id names the owner): see plugin/handlers.ts.
+Deno.serve(createChannelSelfHandler(replicaFromUrl(replicaUrl()), primaryFromUrl(primaryUrl()), pluginOptionsFromEnv()))

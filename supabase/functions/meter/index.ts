@@ -1,4 +1,4 @@
-import { handle } from '../_shared/http.ts'
+import { handle } from '../_shared/entry.ts'
 import { createMeterHandler, maxBodyBytes } from '../_shared/meter/handler.ts'
 import { meterStore } from '../_shared/meter/store.ts'
 import { guardedFetch } from '../_shared/outbound/fetch-adapter.ts'
@@ -10,4 +10,4 @@ import { serviceDb } from '../_shared/service-db.ts'
 // operator's internal backends.
 const backendFetch = guardedFetch(outboundGuardFromEnv('meter_backend', { maxResponseBytes: maxBodyBytes }))
 
-Deno.serve(handle('meter', createMeterHandler(meterStore(serviceDb()), backendFetch)))
+Deno.serve(handle('meter', { methods: ['POST'], access: 'user' }, createMeterHandler(meterStore(serviceDb()), backendFetch)))

@@ -1,7 +1,6 @@
-import { handle } from '../_shared/http.ts'
-import { pluginOptionsFromEnv, replicaSubscription, replicaUrl } from '../_shared/plugin/config.ts'
+import { pluginOptionsFromEnv, replicaUrl } from '../_shared/plugin/config.ts'
 import { createUpdatesHandler } from '../_shared/plugin/handlers.ts'
 import { replicaFromUrl } from '../_shared/plugin/replica-db.ts'
 
 // Read path only: this function never opens a connection to the primary.
-Deno.serve(handle('updates', createUpdatesHandler(replicaFromUrl(replicaUrl(), replicaSubscription()), pluginOptionsFromEnv())))
+Deno.serve(createUpdatesHandler(replicaFromUrl(replicaUrl()), pluginOptionsFromEnv()))

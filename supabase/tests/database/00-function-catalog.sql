@@ -100,7 +100,11 @@ insert into expected_functions values
   ('private.alert_error_class(p_error text)',                                                    false,   '{}'),
   -- meter backends through an RPC (20261130130100_set_meter_backend.sql)
   ('public.set_meter_backend(p_operation text, p_url text, p_timeout_ms integer, p_enabled boolean)',
-                                                                                                 true,    '{service_role}');
+                                                                                                 true,    '{service_role}'),
+  -- plugin channel pins (20261130150000_plugin_channel_pins.sql)
+  ('public.pin_device_channel(p_app_id text, p_device_id text, p_channel text)',                true,    '{authenticated}'),
+  -- replica heartbeat, beaten by pg_cron (20261130150100_plugin_read_heartbeat.sql)
+  ('private.beat_replica_heartbeat()',                                                           false,   '{}');
 
 create temporary view actual_functions as
 select

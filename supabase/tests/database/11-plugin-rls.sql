@@ -57,13 +57,13 @@ select throws_ok(
   '23503', null, 'a channel cannot use a version of another app'
 );
 select throws_ok(
-  format($$insert into public.channel_devices (app_id, device_id, org_id, channel_id) select 'com.other.app', 'd1', %L, id from public.channels where app_id = 'com.owner.app'$$, :'owner_org'),
+  format($$insert into public.channel_devices (app_id, device_id, org_id, channel_id, set_by) select 'com.other.app', 'd1', %L, id, 'owner' from public.channels where app_id = 'com.owner.app'$$, :'owner_org'),
   '23503', null, 'a device override cannot name a channel of another app'
 );
 
 select set_eq(
   $$select tablename::text from pg_publication_tables where pubname = 'plugin_read'$$,
-  array['orgs', 'apps', 'app_versions', 'channels', 'channel_devices'],
+  array['orgs', 'apps', 'app_versions', 'channels', 'channel_devices', 'replica_heartbeat'],
   'publication plugin_read holds exactly the tables of the replica data contract'
 );
 

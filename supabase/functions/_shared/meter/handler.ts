@@ -3,7 +3,7 @@
 // (5xx, 408/429, timeout, connection error: our fault, not charged) → the backend's answer
 // with X-Credits-Charged and X-Credits-Remaining. A retried key gets the first answer.
 import { HttpError, json } from '../http.ts'
-import { requireUser } from '../jwt-claims.ts'
+import type { UserCaller } from '../entry.ts'
 import { rpc } from '../pg-errors.ts'
 
 export const maxBodyBytes = 1024 * 1024
@@ -77,9 +77,8 @@ async function readCapped(body: ReadableStream<Uint8Array> | null, limit: number
 }
 
 export function createMeterHandler(store: MeterStore, fetchImpl: typeof fetch = fetch) {
-  return async (req: Request): Promise<Response> => {
-    if (req.method !== 'POST') throw new HttpError(405, 'method_not_allowed', 'use POST')
-    const userId = requireUser(req)
+  return async (req: Request, caller: UserCaller): Promise<Response> => {
+    const userId = caller.userId
     const url = new URL(req.url)
     const operation = url.pathname.replace(/^\/meter\/?/, '').replace(/\/$/, '')
     if (!operationPattern.test(operation)) throw new HttpError(404, 'unknown_operation', 'POST /meter/<operation>')

@@ -32,7 +32,6 @@ export function createStripeWebhookHandler(
   provider?: Stripe.CryptoProvider,
 ) {
   return async (req: Request): Promise<Response> => {
-    if (req.method !== 'POST') throw new HttpError(405, 'method_not_allowed', 'use POST')
     const payload = await req.text()
     let event: Stripe.Event
     try {

@@ -1,5 +1,5 @@
 // Plugin endpoint settings from the environment (see .env.example).
-import { replicaSubscription, requireEnv } from '../env.ts'
+import { requireEnv } from '../env.ts'
 import { driftPolicyFromEnv } from './gate.ts'
 import type { PluginOptions } from './handlers.ts'
 
@@ -11,4 +11,3 @@ export function pluginOptionsFromEnv(): PluginOptions {
 
 export const replicaUrl = (): string => requireEnv('TOLLGATE_REPLICA_DB_URL')
 export const primaryUrl = (): string => requireEnv('SUPABASE_DB_URL')
-export { replicaSubscription }

@@ -27,16 +27,23 @@ export interface PluginReplica {
   channel(appId: string, name: string): Promise<ChannelInfo | undefined>
   deviceChannel(appId: string, deviceId: string): Promise<{ channel: string; status: 'override' | 'default' } | undefined>
   selfAssignableChannels(appId: string): Promise<ChannelInfo[]>
-  /** Last measured replication lag in ms (null until measured). */
-  lagMs(): number | null
+  /**
+   * How old the replica's newest data may be, in ms: the replica's clock minus the replicated
+   * heartbeat's stamp (null when the replica has no heartbeat row). One round trip.
+   */
+  stalenessMs(): Promise<number | null>
   close(): Promise<void>
 }
 
 /** Writes of the plugin path: always on the primary, always after the gate. */
 export interface PluginPrimary {
   insertEvents(events: DeviceEvent[]): Promise<number>
-  /** Sets the override if the channel (checked on the primary) allows self-assignment. */
-  setDeviceChannel(appId: string, deviceId: string, channel: string): Promise<boolean>
-  clearDeviceChannel(appId: string, deviceId: string): Promise<boolean>
+  /**
+   * The device picks a channel: set (override written, set_by device), unknown_channel or
+   * not_allowed (checked again on the primary), or pinned (the owner pinned the device: untouched).
+   */
+  setDeviceChannel(appId: string, deviceId: string, channel: string): Promise<'set' | 'unknown_channel' | 'not_allowed' | 'pinned'>
+  /** The device drops the override it chose: removed, none (there was none), or pinned (the owner's: untouched). */
+  clearDeviceChannel(appId: string, deviceId: string): Promise<'removed' | 'none' | 'pinned'>
   close(): Promise<void>
 }

@@ -1,5 +1,5 @@
 // The read-replica side of the plugin path. Only published tables (see README "Replica data
-// contract") and the subscription statistics view; every session is read-only.
+// contract"); every session is read-only.
 import postgres from 'postgres'
 import { unavailableAs } from '../db-errors.ts'
 import type { GateRow } from './gate.ts'
@@ -31,7 +31,7 @@ const targetSql = `
     limit 1
   )`
 
-export function replicaFromUrl(url: string, subscription: string): PluginReplica {
+export function replicaFromUrl(url: string): PluginReplica {
   const sql = postgres(url, {
     max: 8,
     idle_timeout: 60,
@@ -39,31 +39,6 @@ export function replicaFromUrl(url: string, subscription: string): PluginReplica
     onnotice: () => {},
     connection: { default_transaction_read_only: true, application_name: 'tollgate-plugin-read' },
   })
-
-  let lag: number | null = null
-  let measuredAt = 0
-  let measuring = false
-  // Transit delay of the replica's last message from the primary (data or keepalive): grows
-  // when the replica falls behind. Measured at most once a second, off the request path.
-  const measureLag = () => {
-    if (measuring || Date.now() - measuredAt < 1000) return
-    measuring = true
-    sql<{ lag_ms: string | null }[]>`
-      select (extract(epoch from (last_msg_receipt_time - last_msg_send_time)) * 1000)::bigint as lag_ms
-      from pg_catalog.pg_stat_subscription
-      where subname = ${subscription} and relid is null`
-      .then((rows) => {
-        const value = rows[0]?.lag_ms
-        lag = value == null ? null : Math.max(0, Number(value))
-      })
-      .catch(() => {
-        lag = null
-      })
-      .finally(() => {
-        measuredAt = Date.now()
-        measuring = false
-      })
-  }
 
   const replica: PluginReplica = {
     async gateRow(appId) {
@@ -111,9 +86,11 @@ export function replicaFromUrl(url: string, subscription: string): PluginReplica
         where c.app_id = ${appId} and c.allow_device_self_set
         order by c.name`
     },
-    lagMs() {
-      measureLag()
-      return lag
+    async stalenessMs() {
+      const rows = await sql<{ lag_ms: string | null }[]>`
+        select (extract(epoch from (now() - h.beat_at)) * 1000)::bigint as lag_ms from public.replica_heartbeat h`
+      const value = rows[0]?.lag_ms
+      return value == null ? null : Number(value)
     },
     close: () => sql.end({ timeout: 5 }),
   }

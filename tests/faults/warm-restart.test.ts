@@ -1,0 +1,69 @@
+import pg from 'pg'
+import { afterAll, expect, it } from 'vitest'
+import { freePorts, startStack, type RunningStack } from '@tollgate/local-stack'
+import { sleep } from './own-stack.ts'
+
+// A named stack restarted warm: on other ports (named stacks take free ports each start), with
+// the privileges the project's migrations set still in force afterwards.
+
+const name = `warm-restart-${process.pid}`
+let stack: RunningStack | undefined
+
+afterAll(async () => {
+  await stack?.stop({ destroy: true })
+}, 60_000)
+
+async function withDb<T>(url: string, work: (db: pg.Client) => Promise<T>): Promise<T> {
+  const db = new pg.Client({ connectionString: url })
+  await db.connect()
+  try {
+    return await work(db)
+  } finally {
+    await db.end()
+  }
+}
+
+/** Default privileges and who may execute what: everything the deny-by-default migration set. */
+const privileges = (url: string) =>
+  withDb(url, async (db) => ({
+    defaults: (await db.query(`select defaclrole::regrole::text as role, defaclnamespace::regnamespace::text as schema, defaclobjtype as type, defaclacl::text as acl
+                               from pg_default_acl order by 1, 2, 3`)).rows,
+    anonExecutes: (await db.query(`select count(*)::int as n from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+                                   where n.nspname in ('public', 'private') and has_function_privilege('anon', p.oid, 'execute')`)).rows[0].n,
+  }))
+
+it('restarts on new ports with replication following and the project\'s privileges intact', async () => {
+  const first = await freePorts()
+  stack = await startStack({ name, ports: first, watch: false, seed: false })
+  const before = await privileges(stack.env.SUPABASE_DB_URL)
+  await stack.stop()
+
+  let second = await freePorts()
+  while (second.db === first.db) second = await freePorts()
+  stack = await startStack({ name, ports: second, watch: false, seed: false })
+  const url = stack.env.SUPABASE_DB_URL
+  expect(await privileges(url)).toEqual(before)
+
+  // A function created after the restart is still nobody's until granted.
+  const fresh = await withDb(url, async (db) => {
+    await db.query('create function public.created_after_restart() returns int language sql set search_path = \'\' as $$ select 1 $$')
+    return (await db.query(`select has_function_privilege('anon', 'public.created_after_restart()', 'execute') as anon`)).rows[0].anon
+  })
+  expect(fresh).toBe(false)
+
+  // The replica follows the primary on its new port.
+  const userId = crypto.randomUUID()
+  const orgId = await withDb(url, async (db) => {
+    await db.query(`insert into auth.users (id, aud, role, email) values ($1, 'authenticated', 'authenticated', $2)`, [userId, `${userId}@example.test`])
+    return (await db.query('select id from public.orgs where personal_user_id = $1', [userId])).rows[0].id as string
+  })
+  const replicated = await withDb(stack.env.TOLLGATE_REPLICA_DB_URL, async (replica) => {
+    for (let i = 0; i < 100; i++) {
+      const { rowCount } = await replica.query('select 1 from public.orgs where id = $1', [orgId]).catch(() => ({ rowCount: 0 }))
+      if (rowCount) return true
+      await sleep(100)
+    }
+    return false
+  })
+  expect(replicated).toBe(true)
+}, 120_000)
