@@ -36,3 +36,8 @@ on conflict do nothing;
 -- Demo credits, so the demo app's devices get updates out of the box.
 select public.grant_credits(o.id, 1000, 'promotion', 'demo-seed')
 from public.orgs o where o.personal_user_id = '5eed0000-0000-4000-8000-000000000001';
+
+-- Local development only: webhooks and meter backends may be http://127.0.0.1:<port> (local
+-- receivers). Production never runs this seed; the edge functions need the matching
+-- TOLLGATE_OUTBOUND_ALLOW_LOCAL_HTTP=true (README "Outbound requests").
+update private.outbound_settings set allow_local_http = true, updated_at = now() where not allow_local_http;

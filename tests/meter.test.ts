@@ -53,7 +53,8 @@ beforeAll(async () => {
   ]
   for (const [operation, url, timeout] of rows) {
     await primaryDb.query('insert into public.credit_prices (operation, credits) values ($1, $2)', [operation, price])
-    await primaryDb.query('insert into public.meter_backends (operation, url, timeout_ms) values ($1, $2, $3)', [operation, url, timeout])
+    const set = await serviceClient().rpc('set_meter_backend', { p_operation: operation, p_url: url, p_timeout_ms: timeout })
+    expect(set.error).toBeNull()
   }
   user = await createUser('meter')
   const grant = await serviceClient().rpc('grant_credits', { p_org_id: user.personalOrgId, p_amount: 1000, p_source: 'promotion' })

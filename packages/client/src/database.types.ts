@@ -656,6 +656,9 @@ isOneToOne: false
 "set_auto_topup":
 { Args: { "p_amount": number,"p_enabled": boolean,"p_monthly_cap": number,"p_org_id"?: string,"p_threshold": number }; Returns: Json
                            },
+"set_meter_backend":
+{ Args: { "p_enabled"?: boolean,"p_operation": string,"p_timeout_ms"?: number,"p_url": string }; Returns: Json
+                           },
 "set_org_billing":
 { Args: { "p_org_id": string,"p_stripe_customer_id": string,"p_stripe_payment_method_id"?: string }; Returns: undefined
                            },

@@ -92,7 +92,7 @@ export class ForbiddenError extends TollgateError {}
 /** 42501 `not_a_member`: the caller (or `userId`) does not belong to the org. */
 export class NotAMemberError extends ForbiddenError {}
 
-/** 22023 `invalid_*`, or a value PostgreSQL refused for its type (22P02, 22003, 22P05, 22021). */
+/** 22023 `invalid_*` and `url_not_allowed`, or a value PostgreSQL refused for its type (22P02, 22003, 22P05, 22021). */
 export class InvalidInputError extends TollgateError {}
 
 /** No answer (fetch failed), or 502/503/504 / a code-less 5xx from the gateway. Retried by the client. */

@@ -72,6 +72,9 @@ export const localFunctionSecrets: Record<string, string> = {
   STRIPE_SECRET_KEY: 'sk_test_tollgate_local',
   STRIPE_WEBHOOK_SECRET: 'whsec_tollgate_local',
   STRIPE_API_BASE: 'http://127.0.0.1:9',
+  // Local development only: the outbound guard also allows http://127.0.0.1:<port> (the tests'
+  // local receivers and backends). The database half is turned on by supabase/seed.sql.
+  TOLLGATE_OUTBOUND_ALLOW_LOCAL_HTTP: 'true',
 }
 
 /** Demo user created by supabase/seed.sql. */

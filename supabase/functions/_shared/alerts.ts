@@ -1,8 +1,14 @@
 // POST /alerts-dispatcher (service role): delivers due low-balance events to each org's
-// webhook, signed like Stripe's: `X-Tollgate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256
-// of "<t>.<body>" with the org's secret>`. Failures are retried with backoff by the database
-// (record_credit_alert_delivery); every attempt is visible in credit_alert_outbox.
-import { json } from './http.ts'
+// webhook through the outbound guard, signed per the Standard Webhooks spec with its
+// maintained library: `webhook-id` (the event id, the same on every attempt),
+// `webhook-timestamp` (unix seconds of this attempt), `webhook-signature: v1,<base64
+// HMAC-SHA256 of "<id>.<timestamp>.<body>">`, and `webhook-attempt` (1, 2, ...). The body is
+// the same bytes on every attempt. Failures are retried with backoff by the database
+// (record_credit_alert_delivery); what members read there is the outcome class, never the
+// network's error text (that goes to this function's log).
+import { Webhook } from 'standardwebhooks'
+import { json, logEvent } from './http.ts'
+import type { OutboundGuard } from './outbound/guard.ts'
 
 export interface DueAlert {
   id: string
@@ -15,47 +21,73 @@ export interface DueAlert {
 
 export interface AlertStore {
   claim(limit: number): Promise<DueAlert[]>
-  record(id: string, delivered: boolean, statusCode: number | null, error: string | null): Promise<string>
+  /** `errorClass`: the outcome class of a failed attempt (null when delivered). */
+  record(id: string, delivered: boolean, statusCode: number | null, errorClass: string | null): Promise<string>
 }
 
-const encoder = new TextEncoder()
-
-export async function signature(secret: string, timestamp: number, body: string): Promise<string> {
-  const key = await crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign'])
-  const mac = new Uint8Array(await crypto.subtle.sign('HMAC', key, encoder.encode(`${timestamp}.${body}`)))
-  return Array.from(mac, (b) => b.toString(16).padStart(2, '0')).join('')
+export interface AlertsDispatcherOptions {
+  /** Total time one delivery may take. */
+  timeoutMs?: number
+  now?: () => Date
 }
 
-export function createAlertsDispatcher(store: AlertStore, fetchImpl: typeof fetch = fetch, timeoutMs = 5000) {
+/**
+ * The delivered body: the Standard Webhooks envelope `{type, timestamp, data}` built from the
+ * event as it was queued, so every attempt sends the same bytes.
+ */
+export function alertBody(alert: Pick<DueAlert, 'payload'>): string {
+  const { type, occurred_at, ...data } = alert.payload
+  return JSON.stringify({ type, timestamp: occurred_at, data })
+}
+
+export interface AlertAttempt {
+  delivered: boolean
+  status: number | null
+  /** The outcome class when not delivered (`http_5xx`, `timeout`, `refused_address`, ...). */
+  errorClass: string | null
+}
+
+/** One signed delivery attempt of one event, through the guard. */
+export function createAlertDelivery(guard: OutboundGuard, options: AlertsDispatcherOptions = {}) {
+  const timeoutMs = options.timeoutMs ?? 10_000
+  const now = options.now ?? (() => new Date())
+  return async (alert: DueAlert): Promise<AlertAttempt> => {
+    const body = alertBody(alert)
+    const timestamp = now()
+    let signature: string
+    try {
+      signature = new Webhook(alert.secret).sign(alert.id, timestamp, body)
+    } catch (error) {
+      logEvent('error', 'alert_signing_failed', { id: alert.id, org_id: alert.org_id, message: (error as Error)?.message })
+      return { delivered: false, status: null, errorClass: 'signing_failed' }
+    }
+    const result = await guard.send(alert.url, {
+      method: 'POST',
+      body,
+      headers: {
+        'content-type': 'application/json',
+        'user-agent': 'Tollgate-Webhooks/1',
+        'webhook-id': alert.id,
+        'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
+        'webhook-signature': signature,
+        'webhook-attempt': String(alert.attempts),
+      },
+      timeoutMs,
+    })
+    const delivered = result.outcome === 'delivered'
+    return { delivered, status: result.status, errorClass: delivered ? null : result.outcome }
+  }
+}
+
+export function createAlertsDispatcher(store: AlertStore, guard: OutboundGuard, options: AlertsDispatcherOptions = {}) {
+  const deliver = createAlertDelivery(guard, options)
   return async (): Promise<Response> => {
     const due = await store.claim(50)
     const summary = { claimed: due.length, delivered: 0, retrying: 0, failed: 0 }
     await Promise.all(
       due.map(async (alert) => {
-        const body = JSON.stringify({ id: alert.id, attempt: alert.attempts, ...alert.payload })
-        const timestamp = Math.floor(Date.now() / 1000)
-        let delivered = false
-        let statusCode: number | null = null
-        let error: string | null = null
-        try {
-          const res = await fetchImpl(alert.url, {
-            method: 'POST',
-            body,
-            headers: {
-              'content-type': 'application/json',
-              'x-tollgate-event-id': alert.id,
-              'x-tollgate-signature': `t=${timestamp},v1=${await signature(alert.secret, timestamp, body)}`,
-            },
-            signal: AbortSignal.timeout(timeoutMs),
-          })
-          statusCode = res.status
-          delivered = res.ok
-          if (!res.ok) error = `HTTP ${res.status}`
-          await res.body?.cancel()
-        } catch (e) {
-          error = (e as Error)?.message ?? String(e)
-        }
-        const status = await store.record(alert.id, delivered, statusCode, error)
+        const attempt = await deliver(alert)
+        const status = await store.record(alert.id, attempt.delivered, attempt.status, attempt.errorClass)
         if (status === 'delivered') summary.delivered++
         else if (status === 'failed') summary.failed++
         else summary.retrying++

@@ -88,6 +88,19 @@ insert into expected_functions values
   ('public.claim_credit_alerts(p_limit integer)',                                                true,    '{service_role}'),
   ('public.record_credit_alert_delivery(p_id uuid, p_delivered boolean, p_status_code integer, p_error text)',
                                                                                                  true,    '{service_role}'),
+  -- outbound URL rule (20261130130000_outbound_url_rule.sql)
+  ('private.whatwg_ipv4(p_host text, OUT ends_in_number boolean, OUT address inet)',             false,   '{}'),
+  ('private.outbound_address_allowed(p_address inet)',                                           false,   '{}'),
+  ('private.parse_outbound_url(p_url text, OUT scheme text, OUT host text, OUT address inet, OUT port integer, OUT explicit_port boolean, OUT origin text)',
+                                                                                                 false,   '{}'),
+  ('private.outbound_origin(p_entry text)',                                                      false,   '{}'),
+  ('private.outbound_url_refusal(p_url text, p_allow_local_http boolean, p_private_origins text[])',
+                                                                                                 false,   '{}'),
+  ('private.check_outbound_url(p_url text, p_purpose text)',                                     false,   '{}'),
+  ('private.alert_error_class(p_error text)',                                                    false,   '{}'),
+  -- meter backends through an RPC (20261130130100_set_meter_backend.sql)
+  ('public.set_meter_backend(p_operation text, p_url text, p_timeout_ms integer, p_enabled boolean)',
+                                                                                                 true,    '{service_role}'),
   -- plugin channel pins (20261130150000_plugin_channel_pins.sql)
   ('public.pin_device_channel(p_app_id text, p_device_id text, p_channel text)',                true,    '{authenticated}'),
   -- replica heartbeat, beaten by pg_cron (20261130150100_plugin_read_heartbeat.sql)
