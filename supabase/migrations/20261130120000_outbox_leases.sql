@@ -4,13 +4,15 @@
 -- in private.outbox_* and applied to the two whitelisted tables (private.outbox_spec) by
 -- dynamic SQL:
 --
---   claim   due pending rows, and processing rows whose lease lapsed (their processor died),
---           oldest first, at most p_limit. Under the org's balance lock (the lock order of every
---           money path: balance, then row), each row is locked with SKIP LOCKED, then the
---           condition that queued it is re-checked (private.recheck_*): a row that is no longer
---           needed is closed (`cancelled` with a reason, or `no_webhook`); a row whose lease
---           lapsed with its attempts used up is `failed` ('lease_expired'); every other row is
---           leased: status processing, attempts + 1, lease_expires_at = now() + the lease.
+--   claim   the oldest due rows: pending ones whose next_attempt_at has come, and processing
+--           ones whose lease lapsed (their processor died). Rows that plainly cannot run (alerts
+--           of an org without a webhook) are closed in bulk first. Then, under the org's balance
+--           lock (the lock order of every money path: balance, then row), each row is locked
+--           with SKIP LOCKED and the condition that queued it is re-checked (private.recheck_*):
+--           a row no longer needed is closed (`cancelled` with a reason, or `no_webhook`); a row
+--           whose lease lapsed with its attempts used up is `failed` ('lease_expired'); of the
+--           rest, the oldest p_limit are leased: status processing, attempts + 1,
+--           lease_expires_at = now() + the lease.
 --   settle  processing → the outcome the worker reports (a final status such as submitted or
 --           delivered, `failed`, or `retry`: back to pending after an exponential backoff, or
 --           failed when its attempts are used up). A mark on a row that is no longer processing
