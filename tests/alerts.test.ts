@@ -202,3 +202,35 @@ describe('SSRF through alert webhooks', () => {
     expect(seen.data).toEqual([{ status: 'pending', last_error: 'connection_failed' }])
   })
 })
+
+// Regression: a hold crossed a threshold and queued its alert; the backend failed and the hold
+// was released (balance back where it was), yet the alert went out.
+it('cancels an alert queued by a hold that was released, and alerts again on a real crossing', async () => {
+  const user = await createUser('alerts-hold')
+  const org = user.personalOrgId
+  expect((await user.client.rpc('set_alert_webhook', { p_url: `${receiver.url}/hooks/hold` })).error).toBeNull()
+  const service = serviceClient()
+  await service.rpc('grant_credits', { p_org_id: org, p_amount: 200, p_source: 'purchase', p_external_ref: `alerts-hold-${randomUUID()}` })
+  const rows = async () =>
+    (await primaryDb.query('select threshold, status from public.credit_alert_outbox where org_id = $1 order by created_at', [org])).rows
+  const deliveredTo = () => receiver.requests.filter((r) => r.path === '/hooks/hold')
+
+  const requestId = randomUUID()
+  expect((await service.rpc('reserve_credits', { p_org_id: org, p_user_id: user.id, p_operation: op, p_request_id: requestId, p_quantity: 120 })).error).toBeNull()
+  expect((await rows()).map((r) => [r.threshold, r.status])).toEqual([[50, 'pending']])
+  expect((await service.rpc('release_credits', { p_org_id: org, p_request_id: requestId })).error).toBeNull()
+
+  expect(await dispatch()).toEqual({ claimed: 0, delivered: 0, retrying: 0, failed: 0 })
+  expect(deliveredTo()).toEqual([])
+  expect((await primaryDb.query('select threshold, status, cancel_reason from public.credit_alert_outbox where org_id = $1', [org])).rows).toEqual([
+    { threshold: 50, status: 'cancelled', cancel_reason: 'balance_recovered' },
+  ])
+
+  // Spending for real crosses 50 % again: a new event, delivered.
+  const { error } = await user.client.rpc('consume_credits', { p_operation: op, p_request_id: randomUUID(), p_quantity: 100 })
+  expect(error).toBeNull()
+  expect(await dispatch()).toEqual({ claimed: 1, delivered: 1, retrying: 0, failed: 0 })
+  expect(deliveredTo()).toHaveLength(1)
+  expect(JSON.parse(deliveredTo()[0]!.body)).toMatchObject({ type: 'credits.low_balance', data: { org_id: org, threshold_percent: 50, available: 100 } })
+  expect((await rows()).map((r) => [r.threshold, r.status])).toEqual([[50, 'cancelled'], [50, 'delivered']])
+})

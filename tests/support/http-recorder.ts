@@ -8,7 +8,15 @@ export interface Recorded {
   body: string
 }
 
-export type Reply = (req: Recorded) => { status: number; body?: unknown; delayMs?: number; headers?: Record<string, string> }
+export interface Answer {
+  status: number
+  body?: unknown
+  delayMs?: number
+  headers?: Record<string, string>
+}
+
+/** How the server answers a request: at once, or after some asynchronous work (a promise). */
+export type Reply = (req: Recorded) => Answer | Promise<Answer>
 
 /**
  * A local HTTP server on a free loopback port that records every request and answers with
@@ -22,12 +30,16 @@ export async function startRecorder(reply: Reply): Promise<{ url: string; reques
     req.on('end', () => {
       const recorded = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body }
       requests.push(recorded)
-      const answer = reply(recorded)
-      setTimeout(() => {
-        if (res.destroyed) return
-        res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers })
-        res.end(answer.body === undefined ? '' : typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body))
-      }, answer.delayMs ?? 0)
+      void Promise.resolve()
+        .then(() => reply(recorded))
+        .catch((error: unknown): Answer => ({ status: 500, body: { error: String(error) } }))
+        .then((answer) =>
+          setTimeout(() => {
+            if (res.destroyed) return
+            res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers })
+            res.end(answer.body === undefined ? '' : typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body))
+          }, answer.delayMs ?? 0),
+        )
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

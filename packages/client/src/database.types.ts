@@ -99,14 +99,14 @@ isOneToOne: false
                   ]
                 },"credit_alert_outbox": {
                   Row: {
-                    "attempts": number,"created_at": string,"delivered_at": string | null,"grant_id": string,"id": string,"last_error": string | null,"last_status_code": number | null,"next_attempt_at": string,"org_id": string,"payload": NonNullable<Json>,"status": string,"threshold": number
+                    "attempts": number,"cancel_reason": string | null,"created_at": string,"delivered_at": string | null,"grant_id": string,"id": string,"last_error": string | null,"last_status_code": number | null,"lease_expires_at": string | null,"next_attempt_at": string,"org_id": string,"payload": NonNullable<Json>,"status": string,"threshold": number,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "attempts"?: number,"created_at"?: string,"delivered_at"?: string | null,"grant_id": string,"id"?: string,"last_error"?: string | null,"last_status_code"?: number | null,"next_attempt_at"?: string,"org_id": string,"payload": NonNullable<Json>,"status"?: string,"threshold": number
+                    "attempts"?: number,"cancel_reason"?: string | null,"created_at"?: string,"delivered_at"?: string | null,"grant_id": string,"id"?: string,"last_error"?: string | null,"last_status_code"?: number | null,"lease_expires_at"?: string | null,"next_attempt_at"?: string,"org_id": string,"payload": NonNullable<Json>,"status"?: string,"threshold": number,"updated_at"?: string
                   }
                   Update: {
-                    "attempts"?: number,"created_at"?: string,"delivered_at"?: string | null,"grant_id"?: string,"id"?: string,"last_error"?: string | null,"last_status_code"?: number | null,"next_attempt_at"?: string,"org_id"?: string,"payload"?: NonNullable<Json>,"status"?: string,"threshold"?: number
+                    "attempts"?: number,"cancel_reason"?: string | null,"created_at"?: string,"delivered_at"?: string | null,"grant_id"?: string,"id"?: string,"last_error"?: string | null,"last_status_code"?: number | null,"lease_expires_at"?: string | null,"next_attempt_at"?: string,"org_id"?: string,"payload"?: NonNullable<Json>,"status"?: string,"threshold"?: number,"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -299,14 +299,14 @@ isOneToOne: false
                   ]
                 },"credit_topup_requests": {
                   Row: {
-                    "amount": number,"attempts": number,"created_at": string,"error": string | null,"grant_id": string | null,"id": string,"org_id": string,"payment_intent_id": string | null,"status": string,"updated_at": string
+                    "amount": number,"attempts": number,"cancel_reason": string | null,"created_at": string,"error": string | null,"grant_id": string | null,"id": string,"lease_expires_at": string | null,"next_attempt_at": string,"org_id": string,"payment_intent_id": string | null,"status": string,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "amount": number,"attempts"?: number,"created_at"?: string,"error"?: string | null,"grant_id"?: string | null,"id"?: string,"org_id": string,"payment_intent_id"?: string | null,"status"?: string,"updated_at"?: string
+                    "amount": number,"attempts"?: number,"cancel_reason"?: string | null,"created_at"?: string,"error"?: string | null,"grant_id"?: string | null,"id"?: string,"lease_expires_at"?: string | null,"next_attempt_at"?: string,"org_id": string,"payment_intent_id"?: string | null,"status"?: string,"updated_at"?: string
                   }
                   Update: {
-                    "amount"?: number,"attempts"?: number,"created_at"?: string,"error"?: string | null,"grant_id"?: string | null,"id"?: string,"org_id"?: string,"payment_intent_id"?: string | null,"status"?: string,"updated_at"?: string
+                    "amount"?: number,"attempts"?: number,"cancel_reason"?: string | null,"created_at"?: string,"error"?: string | null,"grant_id"?: string | null,"id"?: string,"lease_expires_at"?: string | null,"next_attempt_at"?: string,"org_id"?: string,"payment_intent_id"?: string | null,"status"?: string,"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -618,7 +618,7 @@ isOneToOne: false
             }[]
                            },
 "mark_topup_request":
-{ Args: { "p_error"?: string,"p_id": string,"p_payment_intent_id"?: string,"p_status": string }; Returns: undefined
+{ Args: { "p_error"?: string,"p_id": string,"p_payment_intent_id"?: string,"p_status": string }; Returns: Json
                            },
 "pin_device_channel":
 { Args: { "p_app_id": string,"p_channel": string,"p_device_id": string }; Returns: Json

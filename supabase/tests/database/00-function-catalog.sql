@@ -130,7 +130,16 @@ insert into expected_functions values
   ('public.apply_checkout_event(p_event_id text, p_event_type text, p_session_id text, p_org_id uuid, p_credits bigint, p_outcome text, p_payment_intent_id text, p_amount bigint, p_currency text)',
                                                                                                  true,    '{service_role}'),
   ('public.apply_charge_event(p_event_id text, p_event_type text, p_payment_intent_id text, p_amount bigint, p_amount_refunded bigint, p_dispute_id text, p_dispute_status text, p_dispute_amount bigint, p_currency text)',
-                                                                                                 true,    '{service_role}');
+                                                                                                 true,    '{service_role}'),
+  -- outboxes: leases, reclaim, re-check (20261130120000_outbox_leases.sql); the claim/mark RPCs above are redefined there
+  ('private.outbox_spec(p_outbox regclass, OUT error_column text, OUT recheck text, OUT settle_outcomes text[], OUT max_attempts integer, OUT lease interval, OUT retry_after interval, OUT retry_cap interval, OUT max_batch integer, OUT bulk_close_status text, OUT bulk_close_when text)',
+                                                                                                 false,   '{}'),
+  ('private.outbox_close(p_outbox regclass, p_id uuid, p_status text, p_reason text)',           false,   '{}'),
+  ('private.outbox_claim(p_outbox regclass, p_limit integer)',                                   false,   '{}'),
+  ('private.outbox_settle(p_outbox regclass, p_id uuid, p_outcome text, p_error text, OUT status text, OUT applied boolean)',
+                                                                                                 false,   '{}'),
+  ('private.recheck_topup_request(p_id uuid, OUT close_status text, OUT reason text)',           false,   '{}'),
+  ('private.recheck_credit_alert(p_id uuid, OUT close_status text, OUT reason text)',            false,   '{}');
 
 create temporary view actual_functions as
 select
