@@ -6,8 +6,11 @@ export interface Recorded {
   path: string
   headers: http.IncomingHttpHeaders
   body: string
+  /** The body exactly as received (binary-safe). */
+  bytes: Buffer
 }
 
+/** `body`: a string or bytes (sent as is) or anything else (sent as JSON). */
 export type Reply = (req: Recorded) => { status: number; body?: unknown; delayMs?: number; headers?: Record<string, string> }
 
 /**
@@ -17,16 +20,18 @@ export type Reply = (req: Recorded) => { status: number; body?: unknown; delayMs
 export async function startRecorder(reply: Reply): Promise<{ url: string; requests: Recorded[]; close(): Promise<void> }> {
   const requests: Recorded[] = []
   const server = http.createServer((req, res) => {
-    let body = ''
-    req.on('data', (chunk) => (body += chunk))
+    const chunks: Buffer[] = []
+    req.on('data', (chunk: Buffer) => chunks.push(chunk))
     req.on('end', () => {
-      const recorded = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body }
+      const bytes = Buffer.concat(chunks)
+      const recorded = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: bytes.toString('utf8'), bytes }
       requests.push(recorded)
       const answer = reply(recorded)
       setTimeout(() => {
         if (res.destroyed) return
         res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers })
-        res.end(answer.body === undefined ? '' : typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body))
+        const body = answer.body
+        res.end(body === undefined ? '' : typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body))
       }, answer.delayMs ?? 0)
     })
   })
