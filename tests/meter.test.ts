@@ -4,7 +4,7 @@ import { createUser, serviceClient, type TestUser } from './support/clients.ts'
 import { expectBooksBalanced, ledgerOf } from './support/credits.ts'
 import { primaryDb } from './support/db.ts'
 import { env } from './support/env.ts'
-import { startRecorder, type Recorded } from './support/http-recorder.ts'
+import { startRecorder, type Recorded, type Reply } from './support/http-recorder.ts'
 
 // The tool gateway (seed 003) against a local backend that succeeds, fails, times out or
 // refuses: charged exactly when the result is the user's, never for our failures.
@@ -62,7 +62,7 @@ const binaryBody = Buffer.concat([Buffer.from([0x00, 0xff, 0xfe, 0xc3, 0x28, 0x8
 const oversized = Buffer.alloc(1024 * 1024 + 1, 0x61)
 
 beforeAll(async () => {
-  backend = await startRecorder((req) => {
+  backend = await startRecorder((req): ReturnType<Reply> => {
     if (req.path === '/ok') return { status: 200, body: { echo: JSON.parse(req.body || 'null') } }
     if (req.path === '/nul') return { status: 200, body: nulBody, headers: { 'content-type': 'text/plain; charset=utf-8' } }
     if (req.path === '/binary') return { status: 200, body: binaryBody, headers: { 'content-type': 'application/octet-stream' } }
