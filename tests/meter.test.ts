@@ -330,13 +330,23 @@ describe('headers and records', () => {
     const timeoutAgain = await callMeter(op('slow'), 'hdr-2')
     expect(timeoutAgain).toMatchObject({ status: 504, body: { error: 'backend_timeout' }, charged: '0', remaining: String(now), replay: 'true' })
 
-    // A hold that lapsed before an answer was stored: nothing charged, said so with the headers.
-    const lapsed = await serviceClient().rpc('reserve_credits', { p_org_id: user.personalOrgId, p_user_id: user.id, p_operation: op('ok'), p_request_id: 'hdr-3', p_ttl_seconds: 1 })
-    expect(lapsed.error).toBeNull()
+    // A hold that lapses before the answer is stored: nothing charged (409 hold_expired), and
+    // the key then answers 409 request_expired — both with the headers.
+    const lapsing = callMeter(op('steady'), 'hdr-3')
+    await new Promise((resolve) => setTimeout(resolve, 150))
     await primaryDb.query(`update public.credit_requests set hold_expires_at = now() - interval '1 second' where org_id = $1 and request_id = 'hdr-3'`, [user.personalOrgId])
-    await serviceClient().rpc('expire_stale_holds')
-    const expired = await callMeter(op('ok'), 'hdr-3')
-    expect(expired).toMatchObject({ status: 409, charged: '0', remaining: String(now) })
+    expect((await serviceClient().rpc('expire_stale_holds')).error).toBeNull()
+    expect(await lapsing).toMatchObject({ status: 409, body: { error: 'hold_expired' }, charged: '0', remaining: String(now) })
+    const expired = await callMeter(op('steady'), 'hdr-3')
+    expect(expired).toMatchObject({ status: 409, body: { error: 'request_expired' }, charged: '0', remaining: String(now) })
+    expect(callsFor('hdr-3')).toBe(1)
+
+    // A key a trusted server used outside the gateway is not the gateway's to replay.
+    const outside = await serviceClient().rpc('reserve_credits', { p_org_id: user.personalOrgId, p_user_id: user.id, p_operation: op('ok'), p_request_id: 'hdr-4' })
+    expect(outside.error).toBeNull()
+    expect(await callMeter(op('ok'), 'hdr-4')).toMatchObject({ status: 409, body: { error: 'idempotency_conflict' }, charged: '0', remaining: String(now - price) })
+    expect(callsFor('hdr-4')).toBe(0)
+    expect((await serviceClient().rpc('release_credits', { p_org_id: user.personalOrgId, p_request_id: 'hdr-4' })).error).toBeNull()
   })
 
   it('answers refused before the org is resolved carry no X-Credits-* headers', async () => {

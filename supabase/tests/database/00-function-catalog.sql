@@ -87,6 +87,11 @@ insert into expected_functions values
   ('public.set_alert_webhook(p_url text, p_org_id uuid)',                                        true,    '{authenticated}'),
   ('public.claim_credit_alerts(p_limit integer)',                                                true,    '{service_role}'),
   ('public.record_credit_alert_delivery(p_id uuid, p_delivered boolean, p_status_code integer, p_error text)',
+                                                                                                 true,    '{service_role}'),
+  -- tool gateway requests (20261130140000_meter_requests.sql)
+  ('public.reserve_meter_request(p_org_id uuid, p_user_id uuid, p_operation text, p_request_id text, p_quantity integer, p_ttl_seconds integer, p_fingerprint bytea)',
+                                                                                                 true,    '{service_role}'),
+  ('public.settle_meter_request(p_org_id uuid, p_request_id text, p_capture boolean, p_result jsonb, p_status integer, p_content_type text, p_body bytea)',
                                                                                                  true,    '{service_role}');
 
 create temporary view actual_functions as
