@@ -310,12 +310,19 @@ describe('@tollgate/client/server', () => {
     const server = serverWith()
     const requestId = `job-${randomId()}`
     let runs = 0
+    let refused = 0
+    // fn keeps its hold open until the 9 other calls have been refused (5 s at most), so each
+    // of them meets the hold in flight.
+    const work = async () => {
+      runs += 1
+      for (const started = Date.now(); refused < 9 && Date.now() - started < 5000; ) await sleep(10)
+      return 'done'
+    }
     const outcomes = await Promise.allSettled(
       Array.from({ length: 10 }, () =>
-        server.withCredits({ orgId: org, operation, requestId }, async () => {
-          runs += 1
-          await sleep(300)
-          return 'done'
+        server.withCredits({ orgId: org, operation, requestId }, work).catch((error: unknown) => {
+          refused += 1
+          throw error
         }),
       ),
     )
@@ -324,12 +331,13 @@ describe('@tollgate/client/server', () => {
     expect(fulfilled).toHaveLength(1)
     const refusals = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []))
     expect(refusals).toHaveLength(9)
-    for (const refusal of refusals) {
-      expect(refusal instanceof RequestInProgressError || refusal instanceof RequestAlreadySettledError).toBe(true)
-    }
-    expect(refusals.some((r) => r instanceof RequestInProgressError)).toBe(true)
-    const inProgress = refusals.find((r) => r instanceof RequestInProgressError) as RequestInProgressError
+    expect(refusals.every((r) => r instanceof RequestInProgressError)).toBe(true)
+    const inProgress = refusals[0] as RequestInProgressError
     expect({ key: inProgress.key, code: inProgress.code, status: inProgress.status }).toEqual({ key: 'request_in_progress', code: 'PT409', status: 409 })
+    // Once settled, the same id is settled for everyone.
+    const late = await server.withCredits({ orgId: org, operation, requestId }, work).catch((e: unknown) => e)
+    expect(late).toBeInstanceOf(RequestAlreadySettledError)
+    expect(runs).toBe(1)
     expect(await expectBooksBalanced(org)).toEqual({ available: 36, held: 0 })
     expect(await ledgerOfRequest(org, requestId)).toEqual([['hold', -4, 4], ['capture', 0, -4]])
   })

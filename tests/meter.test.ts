@@ -51,6 +51,14 @@ async function callMeter(operation: string, key: string | null, body: unknown = 
 }
 
 const callsFor = (key: string) => backend.requests.filter((r: Recorded) => r.headers['x-tollgate-request-id'] === key).length
+
+/** Resolves once the backend has received the request with this key (its hold is reserved). */
+async function reachedBackend(key: string): Promise<void> {
+  for (const started = Date.now(); callsFor(key) === 0; ) {
+    if (Date.now() - started > 5000) throw new Error(`the backend never received ${key}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
 const availableOf = async (orgId: string) => Number((await primaryDb.query('select available from public.credit_balances where org_id = $1', [orgId])).rows[0].available)
 const available = () => availableOf(user.personalOrgId)
 const requestRow = async (key: string, orgId = user.personalOrgId) =>
@@ -69,6 +77,7 @@ beforeAll(async () => {
     if (req.path === '/echo-bytes') return { status: 200, body: req.bytes, headers: { 'content-type': 'application/x-echo' } }
     if (req.path === '/huge') return { status: 200, body: oversized, headers: { 'content-type': 'text/plain' } }
     if (req.path === '/steady') return { status: 200, body: { done: true }, delayMs: 400 }
+    if (req.path === '/held') return { status: 200, body: { done: true }, delayMs: 1500 }
     if (req.path === '/redirect') return { status: 302, body: '', headers: { location: `${backend.url}/ok` } }
     if (req.path === '/slow') return { status: 200, body: { late: true }, delayMs: 1500 }
     if (req.path === '/fail') return { status: 500, body: { error: 'boom' } }
@@ -87,6 +96,7 @@ beforeAll(async () => {
     [op('echo'), `${backend.url}/echo-bytes`, 5000],
     [op('huge'), `${backend.url}/huge`, 5000],
     [op('steady'), `${backend.url}/steady`, 5000],
+    [op('held'), `${backend.url}/held`, 5000],
     [op('redirect'), `${backend.url}/redirect`, 5000],
   ]
   for (const [operation, url, timeout] of rows) {
@@ -159,10 +169,13 @@ describe('metered calls', () => {
     const before = await available()
     const results = await Promise.all(Array.from({ length: 10 }, () => callMeter(op('slow'), 'storm-1')))
     expect(callsFor('storm-1')).toBe(1)
-    const statuses = results.map((r) => r.status).sort()
-    // One call reaches the backend (and times out, uncharged); the others are told it is in flight.
-    expect(statuses.filter((s) => s === 409)).toHaveLength(9)
-    expect(results.filter((r) => r.status === 409).every((r) => r.body.error === 'request_in_progress')).toBe(true)
+    // One call reaches the backend (and times out, uncharged); the others are told it is in
+    // flight or, arriving after it settled, get its answer replayed.
+    const first = results.filter((r) => r.replay === null && r.status !== 409)
+    expect(first.map((r) => [r.status, r.body.error, r.charged])).toEqual([[504, 'backend_timeout', '0']])
+    const others = results.filter((r) => r !== first[0])
+    expect(others.every((r) => (r.status === 409 && r.body.error === 'request_in_progress') || (r.status === 504 && r.replay === 'true'))).toBe(true)
+    expect(others.every((r) => r.charged === '0')).toBe(true)
     expect(await available()).toBe(before)
   })
 
@@ -263,9 +276,9 @@ describe('idempotency: one key, one request, one caller', () => {
 
   it('a changed body while the first is in flight is a conflict too, not request_in_progress', async () => {
     const before = await available()
-    const running = callMeter(op('steady'), 'changed-2', { q: 'a' })
-    await new Promise((resolve) => setTimeout(resolve, 150))
-    const changed = await callMeter(op('steady'), 'changed-2', { q: 'b' })
+    const running = callMeter(op('held'), 'changed-2', { q: 'a' })
+    await reachedBackend('changed-2')
+    const changed = await callMeter(op('held'), 'changed-2', { q: 'b' })
     expect(changed).toMatchObject({ status: 409, body: { error: 'idempotency_conflict' }, charged: '0' })
     expect((await running).status).toBe(200)
     expect(callsFor('changed-2')).toBe(1)
@@ -284,9 +297,9 @@ describe('idempotency: one key, one request, one caller', () => {
     expect(stolen).toMatchObject({ status: 409, body: { error: 'idempotency_key_in_use' }, charged: '0', remaining: String(before), replay: null })
     expect(stolen.bytes.toString('utf8')).not.toContain('private prompt')
     // In flight too: the key is bound to its caller from the moment it is reserved.
-    const running = callMeter(op('steady'), 'mine-2', secret)
-    await new Promise((resolve) => setTimeout(resolve, 150))
-    const early = await callMeter(op('steady'), 'mine-2', secret, { jwt: member.jwt, org: user.personalOrgId })
+    const running = callMeter(op('held'), 'mine-2', secret)
+    await reachedBackend('mine-2')
+    const early = await callMeter(op('held'), 'mine-2', secret, { jwt: member.jwt, org: user.personalOrgId })
     expect(early).toMatchObject({ status: 409, body: { error: 'idempotency_key_in_use' }, charged: '0' })
     expect((await running).status).toBe(200)
     expect(await available()).toBe(before - price)
@@ -317,9 +330,9 @@ describe('idempotency: one key, one request, one caller', () => {
 
 describe('headers and records', () => {
   it('puts X-Credits-* on replays, timeouts, 409 request_in_progress and 409 request_expired', async () => {
-    const running = callMeter(op('steady'), 'hdr-1')
-    await new Promise((resolve) => setTimeout(resolve, 150))
-    const during = await callMeter(op('steady'), 'hdr-1')
+    const running = callMeter(op('held'), 'hdr-1')
+    await reachedBackend('hdr-1')
+    const during = await callMeter(op('held'), 'hdr-1')
     const now = await available()
     expect(during).toMatchObject({ status: 409, body: { error: 'request_in_progress' }, charged: '0', remaining: String(now) })
     const done = await running
@@ -332,12 +345,12 @@ describe('headers and records', () => {
 
     // A hold that lapses before the answer is stored: nothing charged (409 hold_expired), and
     // the key then answers 409 request_expired — both with the headers.
-    const lapsing = callMeter(op('steady'), 'hdr-3')
-    await new Promise((resolve) => setTimeout(resolve, 150))
+    const lapsing = callMeter(op('held'), 'hdr-3')
+    await reachedBackend('hdr-3')
     await primaryDb.query(`update public.credit_requests set hold_expires_at = now() - interval '1 second' where org_id = $1 and request_id = 'hdr-3'`, [user.personalOrgId])
     expect((await serviceClient().rpc('expire_stale_holds')).error).toBeNull()
     expect(await lapsing).toMatchObject({ status: 409, body: { error: 'hold_expired' }, charged: '0', remaining: String(now) })
-    const expired = await callMeter(op('steady'), 'hdr-3')
+    const expired = await callMeter(op('held'), 'hdr-3')
     expect(expired).toMatchObject({ status: 409, body: { error: 'request_expired' }, charged: '0', remaining: String(now) })
     expect(callsFor('hdr-3')).toBe(1)
 
