@@ -1,13 +1,18 @@
 import { describe, expect, it } from 'vitest'
 import {
+  ConflictError,
   createTollgateServer,
   HoldStateError,
   InsufficientCreditsError,
   InvalidInputError,
+  RequestAlreadySettledError,
+  RequestInProgressError,
+  toTollgateError,
   UserError,
   type TollgateServerOptions,
 } from '@tollgate/client/server'
 import { serviceClient } from './support/clients.ts'
+import { env } from './support/env.ts'
 import {
   balanceOf,
   createPrice,
@@ -21,7 +26,7 @@ import {
   sleep,
   userTracker,
 } from './support/credits.ts'
-import { fastRetries } from './client-helpers.ts'
+import { clientWithFetch, fastRetries, faultyFetch } from './client-helpers.ts'
 
 // The server half (service role) against the real stack: grants, holds, refunds, withCredits.
 describe('@tollgate/client/server', () => {
@@ -253,6 +258,113 @@ describe('@tollgate/client/server', () => {
       expect({ charged: released.charged, settled: ['released', 'expired'].includes(released.status) }).toEqual({ charged: 0, settled: true })
     }
     expect(await expectBooksBalanced(org)).toEqual({ available: 10, held: 0 })
+  })
+
+  it('withCredits never re-runs a settled request id: 5 sequential calls, fn runs once, charged once', async () => {
+    const user = await newUser('replayer')
+    const org = user.personalOrgId
+    const operation = await createPrice(3, 'csrv')
+    await grantCredits(org, 50)
+    const server = serverWith()
+    const requestId = `job-${randomId()}`
+    let runs = 0
+    const work = async () => {
+      runs += 1
+      return `result ${runs}`
+    }
+
+    const first = await server.withCredits({ orgId: org, userId: user.id, operation, requestId }, work)
+    expect(first).toMatchObject({ result: 'result 1', charge: { status: 'captured', charged: 3, replayed: false } })
+    for (let i = 0; i < 4; i++) {
+      const again = await server.withCredits({ orgId: org, userId: user.id, operation, requestId }, work).catch((e: unknown) => e)
+      expect(again).toBeInstanceOf(RequestAlreadySettledError)
+      expect(again).toBeInstanceOf(ConflictError)
+      const settled = again as RequestAlreadySettledError
+      expect({ key: settled.key, code: settled.code, status: settled.status }).toEqual({ key: 'request_already_settled', code: 'PT409', status: 409 })
+      // The settled outcome: what the first run was charged, marked replayed.
+      expect(settled.charge).toMatchObject({ requestId, status: 'captured', charged: 3, balanceAfter: 47, replayed: true })
+    }
+    expect(runs).toBe(1)
+    expect(await ledgerOfRequest(org, requestId)).toEqual([['hold', -3, 3], ['capture', 0, -3]])
+
+    // A released request id (our failure, nothing charged) is settled too: fn does not run again.
+    const failedId = `job-${randomId()}`
+    let failedRuns = 0
+    const failing = () => {
+      failedRuns += 1
+      throw new Error('backend down')
+    }
+    await expect(server.withCredits({ orgId: org, operation, requestId: failedId }, failing)).rejects.toThrow('backend down')
+    const retried = await server.withCredits({ orgId: org, operation, requestId: failedId }, failing).catch((e: unknown) => e)
+    expect(retried).toBeInstanceOf(RequestAlreadySettledError)
+    expect((retried as RequestAlreadySettledError).charge).toMatchObject({ status: 'released', charged: 0, replayed: true })
+    expect(failedRuns).toBe(1)
+    expect(await expectBooksBalanced(org)).toEqual({ available: 47, held: 0 })
+  })
+
+  it('withCredits runs fn once for 10 concurrent calls with one request id, charged once', async () => {
+    const user = await newUser('stampede')
+    const org = user.personalOrgId
+    const operation = await createPrice(4, 'csrv')
+    await grantCredits(org, 40)
+    const server = serverWith()
+    const requestId = `job-${randomId()}`
+    let runs = 0
+    let refused = 0
+    // fn keeps its hold open until the 9 other calls have been refused (5 s at most), so each
+    // of them meets the hold in flight.
+    const work = async () => {
+      runs += 1
+      for (const started = Date.now(); refused < 9 && Date.now() - started < 5000; ) await sleep(10)
+      return 'done'
+    }
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 10 }, () =>
+        server.withCredits({ orgId: org, operation, requestId }, work).catch((error: unknown) => {
+          refused += 1
+          throw error
+        }),
+      ),
+    )
+    expect(runs).toBe(1)
+    const fulfilled = outcomes.filter((o) => o.status === 'fulfilled')
+    expect(fulfilled).toHaveLength(1)
+    const refusals = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []))
+    expect(refusals).toHaveLength(9)
+    expect(refusals.every((r) => r instanceof RequestInProgressError)).toBe(true)
+    const inProgress = refusals[0] as RequestInProgressError
+    expect({ key: inProgress.key, code: inProgress.code, status: inProgress.status }).toEqual({ key: 'request_in_progress', code: 'PT409', status: 409 })
+    // Once settled, the same id is settled for everyone.
+    const late = await server.withCredits({ orgId: org, operation, requestId }, work).catch((e: unknown) => e)
+    expect(late).toBeInstanceOf(RequestAlreadySettledError)
+    expect(runs).toBe(1)
+    expect(await expectBooksBalanced(org)).toEqual({ available: 36, held: 0 })
+    expect(await ledgerOfRequest(org, requestId)).toEqual([['hold', -4, 4], ['capture', 0, -4]])
+  })
+
+  it('withCredits still runs its own hold when the reserve answer was lost and retried', async () => {
+    const user = await newUser('lossy')
+    const org = user.personalOrgId
+    const operation = await createPrice(2, 'csrv')
+    await grantCredits(org, 10)
+    const net = faultyFetch('/rpc/reserve_credits', ['drop-after'])
+    const server = createTollgateServer(clientWithFetch(env.SUPABASE_SERVICE_ROLE_KEY, net.fetch, env.SUPABASE_SERVICE_ROLE_KEY), fastRetries)
+    let runs = 0
+    const { result, charge } = await server.withCredits({ orgId: org, operation }, () => ++runs)
+    expect(net.sent).toHaveLength(2) // the reserve ran, its answer was lost, the retry replayed it
+    expect({ result, runs, status: charge.status, charged: charge.charged }).toEqual({ result: 1, runs: 1, status: 'captured', charged: 2 })
+    expect(await expectBooksBalanced(org)).toEqual({ available: 8, held: 0 })
+  })
+
+  it('maps request_in_progress and request_already_settled (PT409) to their classes', () => {
+    const inProgress = toTollgateError({ code: 'PT409', message: 'request_in_progress', details: '{"request_id":"r-1"}' }, 409)
+    expect(inProgress).toBeInstanceOf(RequestInProgressError)
+    const settled = toTollgateError(
+      { code: 'PT409', message: 'request_already_settled', details: JSON.stringify({ request_id: 'r-1', org_id: 'o', operation: 'x', quantity: 1, status: 'captured', charged: 5, replayed: true }) },
+      409,
+    )
+    expect(settled).toBeInstanceOf(RequestAlreadySettledError)
+    expect((settled as RequestAlreadySettledError).charge).toMatchObject({ requestId: 'r-1', status: 'captured', charged: 5, replayed: true })
   })
 
   it('leaves the books balanced', async () => {

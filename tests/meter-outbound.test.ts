@@ -65,7 +65,7 @@ it('does not follow a backend\'s redirect: the call fails uncharged and the targ
   const set = await serviceClient().rpc('set_meter_backend', { p_operation: op('redirect'), p_url: `${redirecting.url}/run`, p_timeout_ms: 2000 })
   expect(set.error).toBeNull()
   const res = await callMeter(op('redirect'))
-  expect(res).toMatchObject({ status: 502, body: { error: 'backend_unavailable' }, charged: '0' })
+  expect(res).toMatchObject({ status: 502, body: { error: 'backend_invalid_response' }, charged: '0' })
   expect(redirecting.requests).toHaveLength(1)
   expect(internal.requests).toHaveLength(0)
 })

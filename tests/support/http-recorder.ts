@@ -6,10 +6,13 @@ export interface Recorded {
   path: string
   headers: http.IncomingHttpHeaders
   body: string
+  /** The body exactly as received (binary-safe). */
+  bytes: Buffer
 }
 
 export interface Answer {
   status: number
+  /** a string or bytes (sent as is) or anything else (sent as JSON) */
   body?: unknown
   delayMs?: number
   headers?: Record<string, string>
@@ -25,10 +28,11 @@ export type Reply = (req: Recorded) => Answer | Promise<Answer>
 export async function startRecorder(reply: Reply): Promise<{ url: string; requests: Recorded[]; close(): Promise<void> }> {
   const requests: Recorded[] = []
   const server = http.createServer((req, res) => {
-    let body = ''
-    req.on('data', (chunk) => (body += chunk))
+    const chunks: Buffer[] = []
+    req.on('data', (chunk: Buffer) => chunks.push(chunk))
     req.on('end', () => {
-      const recorded = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body }
+      const bytes = Buffer.concat(chunks)
+      const recorded = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: bytes.toString('utf8'), bytes }
       requests.push(recorded)
       void Promise.resolve()
         .then(() => reply(recorded))
@@ -37,7 +41,7 @@ export async function startRecorder(reply: Reply): Promise<{ url: string; reques
           setTimeout(() => {
             if (res.destroyed) return
             res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers })
-            res.end(answer.body === undefined ? '' : typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body))
+            res.end(answer.body === undefined ? '' : typeof answer.body === 'string' || answer.body instanceof Uint8Array ? answer.body : JSON.stringify(answer.body))
           }, answer.delayMs ?? 0),
         )
     })

@@ -357,20 +357,20 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
-                },"meter_responses": {
+                },"meter_requests": {
                   Row: {
-                    "body": string,"content_type": string | null,"created_at": string,"org_id": string,"request_id": string,"status": number
+                    "body": string | null,"completed_at": string | null,"content_type": string | null,"created_at": string,"fingerprint": string | null,"org_id": string,"request_id": string,"status": number | null,"user_id": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "body": string,"content_type"?: string | null,"created_at"?: string,"org_id": string,"request_id": string,"status": number
+                    "body"?: string | null,"completed_at"?: string | null,"content_type"?: string | null,"created_at"?: string,"fingerprint"?: string | null,"org_id": string,"request_id": string,"status"?: number | null,"user_id"?: string | null
                   }
                   Update: {
-                    "body"?: string,"content_type"?: string | null,"created_at"?: string,"org_id"?: string,"request_id"?: string,"status"?: number
+                    "body"?: string | null,"completed_at"?: string | null,"content_type"?: string | null,"created_at"?: string,"fingerprint"?: string | null,"org_id"?: string,"request_id"?: string,"status"?: number | null,"user_id"?: string | null
                   }
                   Relationships: [
                     {
-      foreignKeyName: "meter_responses_org_id_request_id_fkey"
+      foreignKeyName: "meter_requests_org_id_request_id_fkey"
       columns: ["org_id","request_id"]
 isOneToOne: true
       referencedRelation: "credit_requests"
@@ -644,6 +644,9 @@ isOneToOne: false
 "reserve_credits":
 { Args: { "p_metadata"?: Json,"p_operation": string,"p_org_id": string,"p_quantity"?: number,"p_request_id": string,"p_ttl_seconds"?: number,"p_user_id": string }; Returns: Json
                            },
+"reserve_meter_request":
+{ Args: { "p_fingerprint": string,"p_operation": string,"p_org_id": string,"p_quantity": number,"p_request_id": string,"p_ttl_seconds": number,"p_user_id": string }; Returns: Json
+                           },
 "resolve_payment_exception":
 { Args: { "p_id": number,"p_resolution": string }; Returns: Json
                            },
@@ -661,6 +664,9 @@ isOneToOne: false
                            },
 "set_org_billing":
 { Args: { "p_org_id": string,"p_stripe_customer_id": string,"p_stripe_payment_method_id"?: string }; Returns: undefined
+                           },
+"settle_meter_request":
+{ Args: { "p_body": string,"p_capture": boolean,"p_content_type": string,"p_org_id": string,"p_request_id": string,"p_result": Json,"p_status": number }; Returns: Json
                            },
 "void_credit_grant":
 { Args: { "p_external_ref": string,"p_org_id": string,"p_source": string }; Returns: Json

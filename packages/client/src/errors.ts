@@ -2,6 +2,8 @@
 // prose, which may change. The error contract is in DESIGN.md ("Error contract") and the root
 // README ("Errors"); every class below names the keys it stands for.
 
+import { toChargeResult, type ChargeResult } from './types.ts'
+
 /** The fields of a supabase-js `PostgrestError` (or any `{message, code, details, hint}`). */
 export interface PostgrestErrorLike {
   message?: string | null
@@ -65,7 +67,7 @@ export class InsufficientCreditsError extends TollgateError {
   }
 }
 
-/** PT409 with a key this client does not know yet; the parent of the two conflict classes below. */
+/** PT409 with a key this client does not know yet; the parent of the conflict classes below. */
 export class ConflictError extends TollgateError {}
 
 /** PT409 `idempotency_conflict`: a request id (or payment reference) reused with other parameters. */
@@ -73,6 +75,27 @@ export class IdempotencyConflictError extends ConflictError {}
 
 /** PT409 `hold_not_active`, `hold_expired`, `not_a_hold`, `not_refundable`, `grant_not_pending`: wrong state. */
 export class HoldStateError extends ConflictError {}
+
+/**
+ * PT409 `request_in_progress`: another call holds this request id and has not settled it yet;
+ * nothing ran for this call. The same id later gives that call's outcome
+ * (`RequestAlreadySettledError`).
+ */
+export class RequestInProgressError extends ConflictError {}
+
+/**
+ * PT409 `request_already_settled`: this request id already ran and was settled; nothing ran again
+ * and nothing was charged again. `charge` is the settled outcome (the first call's `ChargeResult`,
+ * `replayed: true`): `status` `captured` (charged `charge.charged`), `released` or `expired`
+ * (nothing charged: use a new request id to try again) or `refunded`.
+ */
+export class RequestAlreadySettledError extends ConflictError {
+  readonly charge: ChargeResult
+  constructor(init: ConstructorParameters<typeof TollgateError>[0]) {
+    super(init)
+    this.charge = toChargeResult(this.details)
+  }
+}
 
 /** PT404: an unknown thing (`unknown_grant`, `unknown_user`, `unknown_workflow`, ...); parent of the three below. */
 export class NotFoundError extends TollgateError {}
@@ -145,6 +168,8 @@ export function toTollgateError(error: PostgrestErrorLike, status: number): Toll
     case 'PT409':
       if (ownKey === 'idempotency_conflict') return new IdempotencyConflictError({ ...base, key: ownKey })
       if (ownKey && HOLD_STATE_KEYS.has(ownKey)) return new HoldStateError({ ...base, key: ownKey })
+      if (ownKey === 'request_in_progress') return new RequestInProgressError({ ...base, key: ownKey })
+      if (ownKey === 'request_already_settled') return new RequestAlreadySettledError({ ...base, key: ownKey })
       return new ConflictError({ ...base, key: ownKey ?? 'conflict' })
     case 'PT404':
       if (ownKey === 'unknown_operation') return new UnknownOperationError({ ...base, key: ownKey })

@@ -2,8 +2,8 @@
 // SupabaseClient built with the SERVICE ROLE key. Never ship this key (or this entry point) to
 // a browser. Runs in Node, Deno (edge functions) and any fetch-capable runtime.
 
-import { TollgateError } from './errors.ts'
-import { asTollgate, defaultRequestId, invalid, toResultJson, type AnySupabaseClient, type CallRecord } from './internal.ts'
+import { RequestAlreadySettledError, RequestInProgressError, TollgateError } from './errors.ts'
+import { asTollgate, defaultRequestId, invalid, toResultJson, withoutBuiltinRetry, type AnySupabaseClient, type CallRecord } from './internal.ts'
 import { retryPolicy, runWithRetry, type RetryOptions } from './retry.ts'
 import { toChargeResult, toGrantResult, type ChargeResult, type GrantResult, type Json, type JsonObject } from './types.ts'
 import { UserError } from './user-error.ts'
@@ -93,7 +93,7 @@ export interface RefundOptions {
 
 export interface WithCreditsOptions extends Omit<ReserveOptions, 'metadata'> {
   metadata?: JsonObject
-  /** Recorded as the request's backend_endpoint. */
+  /** Recorded as the request's backend_endpoint: a name (`summarise`), never a URL — members can read it. */
   backendEndpoint?: string
 }
 
@@ -121,9 +121,14 @@ export interface TollgateServer {
    * Reserve, run `fn`, then settle: capture on success (latency recorded); on a throw, capture
    * if the error is the user's fault (`UserError` / `isUserError`), else release with
    * backend_error = true (nothing charged). fn's error is rethrown after settling.
+   * `fn` runs at most once per request id: an id another call holds is `RequestInProgressError`,
+   * an id already settled is `RequestAlreadySettledError` (its `charge` is the settled outcome).
    */
   withCredits<T>(options: WithCreditsOptions, fn: (hold: HoldContext) => T | Promise<T>): Promise<{ result: T; charge: ChargeResult }>
 }
+
+/** Metadata key withCredits adds to its hold: a random id per call, to recognise its own hold. */
+const attemptKey = 'withcredits_attempt'
 
 const iso = (value: Date | string | undefined): string | undefined => (value instanceof Date ? value.toISOString() : value)
 
@@ -149,6 +154,34 @@ export function createTollgateServer(serviceSupabase: AnySupabaseClient, options
       const e = error instanceof TollgateError ? { key: error.key, code: error.code, status: error.status } : { error: String(error) }
       console.error(JSON.stringify({ level: 'error', msg: 'tollgate_settle_failed', org_id: info.orgId, request_id: info.requestId, action: info.action, ...e }))
     })
+
+  // The reserve answer as the RPC gives it (snake_case): withCredits turns a replay into an error
+  // whose details are that answer.
+  const reserveRaw = ({ orgId, userId, operation, quantity, requestId = newRequestId(), ttlSeconds, metadata }: ReserveOptions) => {
+    const args = {
+      p_org_id: orgId,
+      // SQL default is none, but null is accepted ("no user"); the generator types it as required text.
+      p_user_id: (userId ?? null) as string,
+      p_operation: operation,
+      p_request_id: requestId,
+      p_quantity: quantity,
+      p_ttl_seconds: ttlSeconds,
+      p_metadata: metadata,
+    }
+    return runWithRetry('reserve_credits', () => db.rpc('reserve_credits', args), policy)
+  }
+
+  // Whether the open hold of `requestId` carries this call's attempt id: a reserve retried after a
+  // lost answer replays its own hold, which is ours to run; anyone else's is not.
+  const holdIsOurs = async (orgId: string, requestId: string, attempt: string): Promise<boolean> => {
+    const row = await runWithRetry<{ metadata: Json }>(
+      'credit_requests',
+      () => withoutBuiltinRetry(db.from('credit_requests').select('metadata').eq('org_id', orgId).eq('request_id', requestId).maybeSingle()),
+      policy,
+    )
+    const metadata = row?.metadata
+    return metadata !== null && typeof metadata === 'object' && !Array.isArray(metadata) && metadata[attemptKey] === attempt
+  }
 
   const server: TollgateServer = {
     async grant({ orgId, amount, source, externalRef, expiresAt, metadata, priority, pending }) {
@@ -181,18 +214,8 @@ export function createTollgateServer(serviceSupabase: AnySupabaseClient, options
       return toGrantResult(await runWithRetry('grant_onboarding_credits', () => db.rpc('grant_onboarding_credits', args), policy))
     },
 
-    async reserve({ orgId, userId, operation, quantity, requestId = newRequestId(), ttlSeconds, metadata }) {
-      const args = {
-        p_org_id: orgId,
-        // SQL default is none, but null is accepted ("no user"); the generator types it as required text.
-        p_user_id: (userId ?? null) as string,
-        p_operation: operation,
-        p_request_id: requestId,
-        p_quantity: quantity,
-        p_ttl_seconds: ttlSeconds,
-        p_metadata: metadata,
-      }
-      return toChargeResult(await runWithRetry('reserve_credits', () => db.rpc('reserve_credits', args), policy))
+    async reserve(options) {
+      return toChargeResult(await reserveRaw(options))
     },
 
     async capture({ orgId, requestId, quantity, result }) {
@@ -213,7 +236,26 @@ export function createTollgateServer(serviceSupabase: AnySupabaseClient, options
     async withCredits<T>(options: WithCreditsOptions, fn: (hold: HoldContext) => T | Promise<T>) {
       const requestId = options.requestId ?? newRequestId()
       const { orgId, backendEndpoint } = options
-      const hold = await server.reserve({ ...options, requestId })
+      const attempt = defaultRequestId()
+      const raw = await reserveRaw({ ...options, requestId, metadata: { ...options.metadata, [attemptKey]: attempt } })
+      const hold = toChargeResult(raw)
+      if (hold.replayed) {
+        // This request id was reserved before: run fn only if that hold is this call's own (a
+        // retried reserve); otherwise it is another call's, running or settled.
+        const details = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {}
+        if (hold.status !== 'held') {
+          throw new RequestAlreadySettledError({
+            key: 'request_already_settled', code: 'PT409', status: 409, details,
+            hint: 'this request id already ran: see `charge` for its outcome; use a new id for new work',
+          })
+        }
+        if (!(await holdIsOurs(orgId, requestId, attempt))) {
+          throw new RequestInProgressError({
+            key: 'request_in_progress', code: 'PT409', status: 409, details,
+            hint: 'another call is running this request id: retry later with the same id for its outcome',
+          })
+        }
+      }
       let quantity: number | undefined
       let output: Json | undefined
       const context: HoldContext = {

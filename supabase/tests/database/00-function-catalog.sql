@@ -139,7 +139,12 @@ insert into expected_functions values
   ('private.outbox_settle(p_outbox regclass, p_id uuid, p_outcome text, p_error text, OUT status text, OUT applied boolean)',
                                                                                                  false,   '{}'),
   ('private.recheck_topup_request(p_id uuid, OUT close_status text, OUT reason text)',           false,   '{}'),
-  ('private.recheck_credit_alert(p_id uuid, OUT close_status text, OUT reason text)',            false,   '{}');
+  ('private.recheck_credit_alert(p_id uuid, OUT close_status text, OUT reason text)',            false,   '{}'),
+  -- tool gateway requests (20261130140000_meter_requests.sql)
+  ('public.reserve_meter_request(p_org_id uuid, p_user_id uuid, p_operation text, p_request_id text, p_quantity integer, p_ttl_seconds integer, p_fingerprint bytea)',
+                                                                                                 true,    '{service_role}'),
+  ('public.settle_meter_request(p_org_id uuid, p_request_id text, p_capture boolean, p_result jsonb, p_status integer, p_content_type text, p_body bytea)',
+                                                                                                 true,    '{service_role}');
 
 create temporary view actual_functions as
 select

@@ -1,6 +1,7 @@
 // The guard behind the shape of `fetch`, for code written against fetch (the tool gateway's
-// handler takes a `typeof fetch`). An HTTP answer (2xx, 4xx, 5xx) resolves as a Response; a
-// redirect, a refusal or a network failure rejects with a TypeError carrying the outcome class
+// handler takes a `typeof fetch`). An HTTP answer (2xx, 4xx, 5xx) resolves as a Response, and so
+// does a redirect when the caller asked for `redirect: 'manual'`; any other redirect, a refusal
+// or a network failure rejects with a TypeError carrying the outcome class
 // (as fetch rejects on network errors); a deadline rejects with the caller's abort reason, or a
 // TimeoutError DOMException, so callers that tell timeouts apart keep working.
 import type { OutboundGuard } from './guard.ts'
@@ -24,11 +25,16 @@ export function guardedFetch(guard: OutboundGuard): typeof fetch {
     if (result.outcome === 'timeout') {
       throw signal?.aborted ? signal.reason : new DOMException('the outbound request timed out', 'TimeoutError')
     }
+    const headers = new Headers()
+    for (const [name, value] of result.headers ?? []) if (!hopByHop.has(name)) headers.append(name, value)
+    // `redirect: 'manual'` gets the redirect itself, body dropped, as fetch gives it; otherwise a
+    // redirect is an error: it is never followed.
+    if (result.outcome === 'redirect_refused' && result.status !== null && init?.redirect === 'manual') {
+      return new Response(null, { status: result.status, headers })
+    }
     if (result.status === null || result.outcome === 'redirect_refused' || result.status < 200 || result.status > 599) {
       throw new OutboundFetchError(result.status === null ? result.outcome : 'redirect_refused')
     }
-    const headers = new Headers()
-    for (const [name, value] of result.headers ?? []) if (!hopByHop.has(name)) headers.append(name, value)
     return new Response(nullBodyStatuses.has(result.status) ? null : result.body, { status: result.status, headers })
   }
 }
