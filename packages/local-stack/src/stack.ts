@@ -148,6 +148,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       timezone: 'UTC',
     },
   })
+  // The replica is a plain subscriber one runs oneself, not a Supabase project: its `postgres`
+  // stays its superuser (PostgreSQL 15 creates subscriptions only as a superuser).
   const replica = new Cluster({
     name: 'replica',
     home: path.join(home, 'replica'),
@@ -183,6 +185,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
 
     await replica.init()
     await replica.start()
+    // The subscription connects to the primary as `postgres`, which hosted Supabase lets feed a
+    // logical subscriber (REPLICATION, owner of the published tables).
     await syncReplica(
       primary.url(),
       replica.url(),
