@@ -1,4 +1,5 @@
-// Data the scenarios run on, arranged as the postgres superuser on the throwaway bench stack.
+// Data the scenarios run on, arranged as `postgres` (not a superuser, as on hosted Supabase) on
+// the throwaway bench stack; the bulk ledger load alone runs as the superuser.
 // Users are inserted into auth.users as GoTrue would (the trigger gives each a personal org and
 // its balance row); credits arrive through grant_credits, as in production.
 import fs from 'node:fs'
@@ -41,12 +42,12 @@ async function timed<T>(timings: Record<string, number>, what: string, work: () 
   return result
 }
 
-export async function prepare(db: pg.Client, replica: pg.Client): Promise<Prepared> {
+export async function prepare(db: pg.Client, admin: pg.Client, replica: pg.Client): Promise<Prepared> {
   const timings: Record<string, number> = {}
   log('preparing data')
   // pg_cron would expire grants and refresh flags under our feet (scenario 6 measures exactly
   // those jobs), and its runs would add noise to every other figure: stop its jobs.
-  await db.query('update cron.job set active = false')
+  await db.query('select cron.alter_job(jobid, active => false) from cron.job')
   await db.query(fs.readFileSync(path.join(benchDir, 'sql/schema.sql'), 'utf8'))
 
   const specials = Object.values(special)
@@ -114,7 +115,8 @@ export async function prepare(db: pg.Client, replica: pg.Client): Promise<Prepar
   })
 
   await timed(timings, 'vacuum analyze', async () => {
-    await db.query('vacuum analyze')
+    // As the superuser: `postgres` may vacuum only what it owns (not auth.users, nor the catalogs).
+    await admin.query('vacuum analyze')
   })
   await timed(timings, 'replica caught up', async () => {
     await waitFor(async () => {
@@ -140,8 +142,9 @@ export async function growLedger(db: pg.Client, url: string, orgId: string, rows
   )
   const missing = rows - Number(current[0]!.n)
   if (missing <= 0) return
-  // Bulk load as the superuser: the ledger is append-only (INSERT is its ordinary path); the
-  // replica role only skips the per-row foreign-key check on org_id, which this org satisfies.
+  // Bulk load as the superuser (`url` is TOLLGATE_SUPERUSER_DB_URL): the ledger is append-only
+  // (INSERT is its ordinary path); the replica role only skips the per-row foreign-key check on
+  // org_id, which this org satisfies. session_replication_role needs a superuser.
   // Two loaders, one per core: nothing is measured while they run.
   const loaders = 2
   await inParallel(url, loaders, async (client, part) => {

@@ -51,6 +51,7 @@ async function main(): Promise<number> {
   log(`${settings.quick ? 'QUICK smoke run' : 'full run'}: ${settings.seconds} s per measurement; load ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`)
   let stackStarting: Promise<RunningStack> | undefined
   let db: pg.Client | undefined
+  let admin: pg.Client | undefined
   let replica: pg.Client | undefined
   let failed = false
   let interrupted = false
@@ -64,7 +65,7 @@ async function main(): Promise<number> {
     process.off('SIGINT', interrupt)
     process.off('SIGTERM', interrupt)
     await stopPluginProcesses()
-    await Promise.allSettled([db?.end(), replica?.end()])
+    await Promise.allSettled([db?.end(), admin?.end(), replica?.end()])
     // Interrupted while the stack was still starting: let it come up, then take it down.
     const stack = await stackStarting?.catch(() => undefined)
     await stack?.stop({ destroy: true })
@@ -81,15 +82,18 @@ async function main(): Promise<number> {
     db = new pg.Client({ connectionString: stack.env.SUPABASE_DB_URL, application_name: 'bench-setup' })
     db.on('error', () => {})
     await db.connect()
+    admin = new pg.Client({ connectionString: stack.superuserDbUrl, application_name: 'bench-setup' })
+    admin.on('error', () => {})
+    await admin.connect()
     replica = new pg.Client({ connectionString: stack.env.TOLLGATE_REPLICA_DB_URL, application_name: 'bench-setup' })
     replica.on('error', () => {})
     await replica.connect()
     const machine = await describeMachine(db)
     const setupStarted = performance.now()
-    const prepared = await prepare(db, replica)
+    const prepared = await prepare(db, admin, replica)
     const setupSeconds = Math.round(performance.now() - setupStarted) / 1000
     const results: ScenarioResult[] = []
-    const ctx: Context = { stack, db, replica, primary: pgTarget(stack.env.SUPABASE_DB_URL), prepared, results }
+    const ctx: Context = { stack, db, admin, replica, primary: pgTarget(stack.env.SUPABASE_DB_URL), prepared, results }
     for (const scenario of selected) {
       if (interrupted) return 130
       try {

@@ -9,8 +9,10 @@ import type { Measurement } from './stats.ts'
 
 export interface Context {
   stack: RunningStack
-  /** Superuser connection to the primary, for arranging data and reading outcomes. */
+  /** `postgres` connection to the primary (as a migration or the SQL editor has it), for arranging data and reading outcomes. */
   db: pg.Client
+  /** Superuser (`supabase_admin`) connection to the primary: only for CHECKPOINT, which `postgres` may not run. */
+  admin: pg.Client
   replica: pg.Client
   primary: PgTarget
   prepared: Prepared
@@ -34,7 +36,10 @@ export async function runScenario(id: string, title: string, work: () => Promise
   return { id, title, ...output, seconds, load_before, load_after: os.loadavg().map((v) => Math.round(v * 100) / 100) }
 }
 
-/** CHECKPOINT before a timed block, so a checkpoint caused by set-up writes does not land in it. */
+/**
+ * CHECKPOINT before a timed block, so a checkpoint caused by set-up writes does not land in it.
+ * Needs the superuser connection (`ctx.admin`).
+ */
 export async function settle(db: pg.Client): Promise<void> {
   await db.query('checkpoint')
 }

@@ -15,8 +15,8 @@ const claims = (n: number): string => JSON.stringify({ role: 'authenticated', su
 export async function balanceVsLedger(ctx: Context): Promise<ScenarioOutput> {
   const { orgOf } = ctx.prepared
   const started = performance.now()
-  await growLedger(ctx.db, ctx.stack.env.SUPABASE_DB_URL, orgOf.ledgerSmall, settings.smallLedgerRows)
-  await growLedger(ctx.db, ctx.stack.env.SUPABASE_DB_URL, orgOf.ledgerBig, settings.bigLedgerRows)
+  await growLedger(ctx.db, ctx.stack.superuserDbUrl, orgOf.ledgerSmall, settings.smallLedgerRows)
+  await growLedger(ctx.db, ctx.stack.superuserDbUrl, orgOf.ledgerBig, settings.bigLedgerRows)
   const loadSeconds = Math.round(performance.now() - started) / 1000
   log(`  ledger rows loaded in ${loadSeconds} s`)
   // Vacuum now, so autovacuum (due after so many inserts) does not wake up mid-measurement.
@@ -57,7 +57,7 @@ export async function balanceVsLedger(ctx: Context): Promise<ScenarioOutput> {
     { name: big, run: (c, s) => pgbench(ctx.primary, { name: big, script, clients: c, seconds: s, vars: { claims: claims(special.ledgerBig) } }) },
   ]
   await warmUp(variants)
-  await settle(ctx.db)
+  await settle(ctx.admin)
   const clients = [1, 8]
   const measurements: Measurement[] = []
   for (const c of clients) measurements.push(...(await sideBySide(variants, c, settings.seconds)))

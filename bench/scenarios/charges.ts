@@ -1,7 +1,7 @@
 // Scenarios 1-3: consume_credits at the SQL layer (pgbench) against a floor and against the
 // client-side locking pattern (an app server holding a row lock across round trips).
 import os from 'node:os'
-import { pgbench, type PgTarget } from '../lib/pgbench.ts'
+import { pgbench, pgTarget, type PgTarget } from '../lib/pgbench.ts'
 import { find, pass, ratioText, tpsText, type Row } from '../lib/result.ts'
 import { settings } from '../lib/settings.ts'
 import { sideBySide, warmUp, type Variant } from '../lib/sidebyside.ts'
@@ -75,7 +75,7 @@ export async function distinctOrgs(ctx: Context): Promise<ScenarioOutput> {
   await checkCharges(ctx)
   const variants = [variant(ctx.primary, 'ours_distinct', oursScript('distinct')), variant(ctx.primary, 'floor_distinct', floorScript('distinct'))]
   await warmUp(variants)
-  await settle(ctx.db)
+  await settle(ctx.admin)
   const measurements: Measurement[] = []
   for (const clients of settings.clients) measurements.push(...(await sideBySide(variants, clients, settings.seconds)))
   const worst = worstRatio(measurements, 'ours_distinct', 'floor_distinct', settings.clients)
@@ -84,8 +84,11 @@ export async function distinctOrgs(ctx: Context): Promise<ScenarioOutput> {
 
   // Evidence for the ratio: what each side writes, and where ours spends its time.
   const transactions = settings.quick ? 1000 : 3000
-  const oursProfile = await profileCharges(ctx.db, ctx.primary, 'ours_distinct', oursScript('distinct'), transactions, 'public.credit_ledger')
-  const floorProfile = await profileCharges(ctx.db, ctx.primary, 'floor_distinct', floorScript('distinct'), transactions, 'bench.floor_ledger')
+  // track_functions is a superuser setting: the profiling runs connect as supabase_admin (the
+  // functions run as they do for postgres; what is counted is per function, not per caller).
+  const profiler = pgTarget(ctx.stack.superuserDbUrl)
+  const oursProfile = await profileCharges(ctx.db, profiler, 'ours_distinct', oursScript('distinct'), transactions, 'public.credit_ledger')
+  const floorProfile = await profileCharges(ctx.db, profiler, 'floor_distinct', floorScript('distinct'), transactions, 'bench.floor_ledger')
   const probe = await sideBySide(
     [variant(ctx.primary, 'request_result_call', 'select bench.probe_request_result_call();'), variant(ctx.primary, 'request_result_inline', 'select bench.probe_request_result_inline();')],
     1,
@@ -152,7 +155,7 @@ export async function hotOrg(ctx: Context): Promise<ScenarioOutput> {
   ]
   await warmUp(variants)
   const before = await ctx.db.query<{ calls: string; balance: string }>('select total_tool_calls as calls, credits_balance as balance from bench.mcp_user_accounts where id = $1', [account])
-  await settle(ctx.db)
+  await settle(ctx.admin)
   const measurements: Measurement[] = []
   for (const clients of settings.clients) measurements.push(...(await sideBySide(variants, clients, settings.seconds)))
 

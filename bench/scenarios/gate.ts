@@ -60,7 +60,7 @@ export async function gateQuery(ctx: Context): Promise<ScenarioOutput> {
     { name: `capgo_view_${large}`, run: (c, s) => pgbench(ctx.primary, { name: `capgo_view_${large}`, script: script(capgoSql), clients: c, seconds: s, vars: { app: gateApp.large } }) },
   ]
   await warmUp(variants)
-  await settle(ctx.db)
+  await settle(ctx.admin)
   const clients = [1, 8]
   const measurements: Measurement[] = []
   for (const c of clients) measurements.push(...(await sideBySide(variants, c, settings.seconds)))

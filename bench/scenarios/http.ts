@@ -45,7 +45,7 @@ export async function httpConsume(ctx: Context): Promise<ScenarioOutput> {
     { name: 'http_hot', run: (connections, seconds) => httpLoad({ url, connections, seconds, request: () => request(hotToken) }) },
   ]
   await warmUp(variants)
-  await settle(ctx.db)
+  await settle(ctx.admin)
   const measurements: Measurement[] = []
   for (const c of settings.clients) measurements.push(...(await sideBySide(variants, c, settings.seconds)))
 
@@ -147,7 +147,7 @@ export async function pluginGate(ctx: Context): Promise<ScenarioOutput> {
     { name: 'updates_ungated', run: (c, s) => httpLoad({ url: ungated, connections: c, seconds: s, request: () => ({ headers, body: deviceBody(gateApp.large) }) }) },
   ]
   await warmUp(variants)
-  await settle(ctx.db)
+  await settle(ctx.admin)
   const measurements: Measurement[] = []
   for (const c of settings.clients) measurements.push(...(await sideBySide(variants, c, settings.seconds)))
   await stopPluginProcesses()

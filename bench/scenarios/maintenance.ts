@@ -92,7 +92,7 @@ export async function maintenance(ctx: Context): Promise<ScenarioOutput> {
 
   // Flag refresh with nothing to repair --------------------------------------------------------
   await db.query('vacuum analyze public.orgs, public.credit_balances')
-  await settle(db)
+  await settle(ctx.admin)
   const refreshRuns: RefreshRun[] = []
   for (let i = 0; i < (settings.quick ? 3 : 5); i += 1) refreshRuns.push(await refreshOnce(db))
   const written = Math.max(...refreshRuns.map((r) => Math.max(r.written, r.orgs_updated)))
@@ -121,7 +121,7 @@ export async function maintenance(ctx: Context): Promise<ScenarioOutput> {
   await replicationCaughtUp(db)
   const setupSeconds = round((performance.now() - setupStarted) / 1000, 1)
   log(`  ${granted.rows[0]!.n} grants created and made due (${due.rowCount}) in ${setupSeconds} s`)
-  await settle(db)
+  await settle(ctx.admin)
 
   const stop = { now: false }
   const calls: Call[] = []

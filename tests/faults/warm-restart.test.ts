@@ -1,10 +1,12 @@
 import pg from 'pg'
 import { afterAll, expect, it } from 'vitest'
 import { freePorts, startStack, type RunningStack } from '@tollgate/local-stack'
+import { hostedPostgresRole, postgresRole, sqlstateOf } from '../support/hosted.ts'
 import { sleep } from './own-stack.ts'
 
 // A named stack restarted warm: on other ports (named stacks take free ports each start), with
-// the privileges the project's migrations set still in force afterwards.
+// the privileges the project's migrations set still in force afterwards, and `postgres` still
+// what it is on hosted Supabase (not a superuser; allow-listed extensions only).
 
 const name = `warm-restart-${process.pid}`
 let stack: RunningStack | undefined
@@ -36,6 +38,7 @@ it('restarts on new ports with replication following and the project\'s privileg
   const first = await freePorts()
   stack = await startStack({ name, ports: first, watch: false, seed: false })
   const before = await privileges(stack.env.SUPABASE_DB_URL)
+  expect(await withDb(stack.env.SUPABASE_DB_URL, postgresRole)).toEqual(hostedPostgresRole)
   await stack.stop()
 
   let second = await freePorts()
@@ -43,6 +46,18 @@ it('restarts on new ports with replication following and the project\'s privileg
   stack = await startStack({ name, ports: second, watch: false, seed: false })
   const url = stack.env.SUPABASE_DB_URL
   expect(await privileges(url)).toEqual(before)
+
+  // Still hosted Supabase's postgres: the superuser is supabase_admin, and what needs it is refused.
+  expect(await withDb(url, postgresRole)).toEqual(hostedPostgresRole)
+  expect(await withDb(stack.superuserDbUrl, async (db) => (await db.query('select current_user::text as who')).rows[0].who)).toBe('supabase_admin')
+  expect(
+    await withDb(url, async (db) => ({
+      allowed_extension: await sqlstateOf(db, 'create extension postgres_fdw with schema extensions'),
+      other_extension: await sqlstateOf(db, 'create extension file_fdw with schema extensions'),
+      session_replication_role: await sqlstateOf(db, 'set local session_replication_role = replica'),
+      write_cron_job: await sqlstateOf(db, 'update cron.job set active = active'),
+    })),
+  ).toEqual({ allowed_extension: null, other_extension: '42501', session_replication_role: '42501', write_cron_job: '42501' })
 
   // A function created after the restart is still nobody's until granted.
   const fresh = await withDb(url, async (db) => {

@@ -2,8 +2,9 @@ import pg from 'pg'
 import { afterAll } from 'vitest'
 import { env } from './env.ts'
 
-// Superuser connections for arranging data and checking outcomes (never for the code under
-// test, which is always reached through PostgREST or the gateway).
+// Connections as `postgres` (not a superuser, as on hosted Supabase: BYPASSRLS, owner of the
+// project's objects) for arranging data and checking outcomes — never for the code under test,
+// which is always reached through PostgREST or the gateway.
 export const primaryDb = new pg.Pool({ connectionString: env.SUPABASE_DB_URL, max: 4 })
 export const replicaDb = new pg.Pool({ connectionString: env.TOLLGATE_REPLICA_DB_URL, max: 2 })
 

@@ -10,3 +10,5 @@ export const stateRoot = process.env.TOLLGATE_STATE_DIR ?? path.join(repoRoot, '
 export const supabaseDir = path.join(repoRoot, 'supabase')
 export const functionsDir = path.join(supabaseDir, 'functions')
 export const baselineSql = path.join(repoRoot, 'packages/local-stack/sql/platform-baseline.sql')
+/** pgextwlist's custom scripts, run as the superuser around an allow-listed `create extension`. */
+export const extensionScriptsDir = path.join(repoRoot, 'packages/local-stack/sql/extension-scripts')

@@ -7,7 +7,7 @@ import { log, StackError } from './log.ts'
 import { isPortFree, run, runChecked, waitFor } from './process.ts'
 import { isRoot } from './system.ts'
 
-/** Local password of the `postgres` superuser and of `authenticator`, as in `supabase start`. */
+/** Local password of every login role (`supabase_admin`, `postgres`, `authenticator`), as in `supabase start`. */
 export const localPassword = 'postgres'
 
 export interface ClusterOptions {
@@ -18,6 +18,17 @@ export interface ClusterOptions {
   port: number
   /** postgresql.conf settings written on every start (ports may change between starts). */
   settings: Record<string, string | number | boolean>
+  /**
+   * The bootstrap superuser `initdb` creates (default `postgres`). The primary uses
+   * `supabase_admin`, as hosted Supabase does, so that `postgres` can be an ordinary role.
+   */
+  superuser?: string
+  /**
+   * Extensions a non-superuser may create, run as the bootstrap superuser by pgextwlist (the
+   * local stand-in for supautils' privileged extensions), and a folder of custom scripts
+   * (`<extension>/after-create.sql`) run as the superuser right after such a `create extension`.
+   */
+  extensionAllowList?: { extensions: string[]; scriptsDir: string }
 }
 
 /**
@@ -31,7 +42,9 @@ export class Cluster {
   readonly dataDir: string
   readonly logFile: string
   readonly port: number
+  readonly superuser: string
   private readonly settings: ClusterOptions['settings']
+  private readonly extensionAllowList: ClusterOptions['extensionAllowList']
 
   constructor(options: ClusterOptions) {
     this.name = options.name
@@ -39,20 +52,35 @@ export class Cluster {
     this.dataDir = path.join(this.home, 'data')
     this.logFile = path.join(this.home, 'postgres.log')
     this.port = options.port
+    this.superuser = options.superuser ?? 'postgres'
     this.settings = options.settings
+    this.extensionAllowList = options.extensionAllowList
   }
 
   url(user = 'postgres', password = localPassword, database = 'postgres'): string {
     return `postgresql://${user}:${password}@127.0.0.1:${this.port}/${database}`
   }
 
+  /** The bootstrap superuser's URL: for the platform's own setup, never for the project's code. */
+  superuserUrl(database = 'postgres'): string {
+    return this.url(this.superuser, localPassword, database)
+  }
+
+  /** Records which role initdb made the superuser (clusters made before this was recorded: `postgres`). */
+  private get superuserFile(): string {
+    return path.join(this.home, 'superuser')
+  }
+
   get initialized(): boolean {
     return fs.existsSync(path.join(this.dataDir, 'PG_VERSION'))
   }
 
-  /** Creates the cluster (superuser `postgres`, password auth on TCP) unless it exists. */
+  /** Creates the cluster (its bootstrap superuser, password auth on TCP) unless it exists. */
   async init(): Promise<boolean> {
-    if (this.initialized) return false
+    if (this.initialized) {
+      this.assertSuperuser()
+      return false
+    }
     fs.mkdirSync(this.home, { recursive: true })
     chownToServer(this.home)
     const pwfile = path.join(this.home, '.pwfile')
@@ -60,14 +88,29 @@ export class Cluster {
     chownToServer(pwfile)
     try {
       await runChecked(`initdb of the ${this.name} cluster`, ...asServer(pgBin('initdb'), [
-        '-D', this.dataDir, '-U', 'postgres', '--pwfile', pwfile,
+        '-D', this.dataDir, '-U', this.superuser, '--pwfile', pwfile,
         '--auth-host=scram-sha-256', '--auth-local=peer', '--encoding=UTF8', '--locale=C.UTF-8',
       ]))
     } finally {
       fs.rmSync(pwfile, { force: true })
     }
     fs.appendFileSync(path.join(this.dataDir, 'postgresql.conf'), "\ninclude_if_exists = 'tollgate.conf'\n")
+    fs.writeFileSync(this.superuserFile, `${this.superuser}\n`)
     return true
+  }
+
+  /**
+   * An existing cluster must have the superuser this stack expects: a primary created when
+   * `postgres` was its superuser cannot be demoted in place (initdb's user stays a superuser).
+   */
+  private assertSuperuser(): void {
+    const existing = fs.existsSync(this.superuserFile) ? fs.readFileSync(this.superuserFile, 'utf8').trim() : 'postgres'
+    if (existing !== this.superuser) {
+      throw new StackError(
+        `the ${this.name} cluster in ${this.dataDir} was created with \`${existing}\` as its superuser; this stack needs \`${this.superuser}\` ` +
+          '(as on hosted Supabase, `postgres` is not a superuser): `npm run reset` (with the same --name, if any) recreates it; its local data is lost',
+      )
+    }
   }
 
   /** True when this cluster's postmaster is running (pg_ctl status). */
@@ -92,6 +135,7 @@ export class Cluster {
       // long repository paths cannot overflow the 107-byte socket path limit.
       unix_socket_directories: '',
       ...this.settings,
+      ...this.allowListSettings(),
     })
       .map(([key, value]) => `${key} = ${typeof value === 'string' ? `'${value.replaceAll("'", "''")}'` : value}`)
       .join('\n')
@@ -106,6 +150,26 @@ export class Cluster {
       throw new StackError(`${this.name} Postgres failed to start on :${this.port}; see ${this.logFile}:\n${tail}`)
     }
     await waitFor(`${this.name} Postgres`, () => this.ping(), 30_000)
+  }
+
+  /**
+   * pgextwlist settings, with its custom scripts copied into the cluster's folder (the server
+   * user must be able to read them; the checkout may not be reachable by it when we are root).
+   */
+  private allowListSettings(): Record<string, string> {
+    if (!this.extensionAllowList) return {}
+    const scripts = path.join(this.home, 'extension-scripts')
+    fs.rmSync(scripts, { recursive: true, force: true })
+    fs.cpSync(this.extensionAllowList.scriptsDir, scripts, { recursive: true })
+    for (const file of [scripts, ...fs.readdirSync(scripts, { recursive: true, encoding: 'utf8' }).map((f) => path.join(scripts, f))]) {
+      chownToServer(file)
+    }
+    return {
+      // Loaded from $libdir/plugins into every client backend, as a non-superuser may request.
+      local_preload_libraries: 'pgextwlist',
+      'extwlist.extensions': this.extensionAllowList.extensions.join(','),
+      'extwlist.custom_path': scripts,
+    }
   }
 
   async stop(): Promise<void> {
@@ -139,7 +203,7 @@ export class Cluster {
   }
 
   private async ping(): Promise<boolean> {
-    const client = new pg.Client({ connectionString: this.url() })
+    const client = new pg.Client({ connectionString: this.superuserUrl() })
     try {
       await client.connect()
       await client.query('select 1')
@@ -150,7 +214,7 @@ export class Cluster {
   }
 }
 
-/** Runs a SQL script (or statements) as the superuser; throws with Postgres' message. */
+/** Runs a SQL script (or statements) on `url`; throws with Postgres' message. */
 export async function runSql(url: string, sql: string, what: string): Promise<void> {
   const client = new pg.Client({ connectionString: url })
   await client.connect()

@@ -24,29 +24,47 @@ const requiredEnv: Array<keyof StackEnv> = [
 ]
 
 /**
- * `npm test`: pgTAP (pg_prove), vitest and Deno tests against one stack — the running one the
- * environment names, or an ephemeral one of our own (own folder, free ports) torn down after.
- * Ends with the line `N passed, N failed`; the exit code is non-zero on any failure.
+ * What the suites get besides the stack's own variables: the superuser URL (only where the
+ * stack has one to give) and whether this run started the stack itself, so tests that assert
+ * on how the stack is built (e.g. `postgres` is not a superuser) know what they may expect.
  */
+interface TestEnv extends StackEnv {
+  TOLLGATE_SUPERUSER_DB_URL: string
+  /** "1" when `npm test` started the stack under test; "" when it tests one from the environment. */
+  TOLLGATE_TESTS_OWN_STACK: string
+}
+
 /** `npm run test:faults`: only the fault suite, at full scale, on an ephemeral stack. */
 export async function runFaultTests(): Promise<number> {
   process.env.FAULTS_SCALE = 'full'
   return runTests(['faults'])
 }
 
-export async function runTests(suites: Array<'pgtap' | 'main' | 'faults' | 'deno' | 'advisors'> = ['pgtap', 'main', 'faults', 'deno', 'advisors']): Promise<number> {
+/**
+ * `npm test`: pgTAP (pg_prove), vitest and Deno tests, then `supabase db lint` and `supabase db
+ * advisors`, against one stack — the running one the environment names, or an ephemeral one of
+ * our own (own folder, free ports) torn down after. Ends with the line `N passed, N failed`;
+ * the exit code is non-zero on any failure.
+ */
+export async function runTests(
+  suites: Array<'pgtap' | 'main' | 'faults' | 'deno' | 'lint' | 'advisors'> = ['pgtap', 'main', 'faults', 'deno', 'lint', 'advisors'],
+): Promise<number> {
   await ensureSystemPackages()
   const given = requiredEnv.filter((key) => process.env[key])
   let stack: RunningStack | undefined
-  let env: StackEnv
+  let env: TestEnv
   if (given.length === requiredEnv.length) {
-    env = Object.fromEntries(requiredEnv.map((key) => [key, process.env[key]!])) as unknown as StackEnv
-    env.TOLLGATE_REPLICA_SUBSCRIPTION = process.env.TOLLGATE_REPLICA_SUBSCRIPTION ?? 'plugin_read_sub'
+    env = {
+      ...(Object.fromEntries(requiredEnv.map((key) => [key, process.env[key]!])) as unknown as StackEnv),
+      TOLLGATE_REPLICA_SUBSCRIPTION: process.env.TOLLGATE_REPLICA_SUBSCRIPTION ?? 'plugin_read_sub',
+      TOLLGATE_SUPERUSER_DB_URL: process.env.TOLLGATE_SUPERUSER_DB_URL ?? '',
+      TOLLGATE_TESTS_OWN_STACK: '',
+    }
     log(`testing the stack at ${env.SUPABASE_URL} (from the environment)`)
   } else {
     if (given.length > 0) log(`ignoring a partial stack environment (missing ${requiredEnv.filter((k) => !process.env[k]).join(', ')})`)
     stack = await startStack({ name: `test-${process.pid}`, ports: await freePorts(), watch: false, seed: true })
-    env = stack.env
+    env = { ...stack.env, TOLLGATE_SUPERUSER_DB_URL: stack.superuserDbUrl, TOLLGATE_TESTS_OWN_STACK: '1' }
     tearDownOnExit(stack)
   }
 
@@ -56,6 +74,7 @@ export async function runTests(suites: Array<'pgtap' | 'main' | 'faults' | 'deno
     if (suites.includes('main')) results.push(await vitest(env))
     if (suites.includes('faults')) results.push(await vitest(env, 'faults'))
     if (suites.includes('deno')) results.push(await denoTests(env))
+    if (suites.includes('lint')) results.push(await lint(env))
     if (suites.includes('advisors')) results.push(await advisors(env))
   } finally {
     if (stack) {
@@ -121,7 +140,7 @@ async function pgTap(env: StackEnv): Promise<SuiteResult> {
  * The vitest suites: `main` (tests/) or `faults` (tests/faults/: crashes, restarts, fuzzing,
  * retry storms; short here, full with `npm run test:faults`).
  */
-async function vitest(env: StackEnv, suite: 'main' | 'faults' = 'main'): Promise<SuiteResult> {
+async function vitest(env: TestEnv, suite: 'main' | 'faults' = 'main'): Promise<SuiteResult> {
   const report = path.join(stateRoot, `vitest-${suite}-${process.pid}.json`)
   fs.mkdirSync(stateRoot, { recursive: true })
   const config = suite === 'faults' ? ['--config', path.join(repoRoot, 'vitest.faults.config.ts')] : []
@@ -142,7 +161,7 @@ async function vitest(env: StackEnv, suite: 'main' | 'faults' = 'main'): Promise
   return { suite: suite === 'faults' ? 'vitest (faults)' : 'vitest', passed, failed }
 }
 
-async function denoTests(env: StackEnv): Promise<SuiteResult> {
+async function denoTests(env: TestEnv): Promise<SuiteResult> {
   const { code, stdout } = await runVisible(
     denoBinary(),
     ['test', '--no-prompt', '--allow-net', '--allow-env', '--allow-read', '--allow-sys', `--config=${denoConfig}`, functionsDir],
@@ -155,9 +174,30 @@ async function denoTests(env: StackEnv): Promise<SuiteResult> {
   return { suite: 'deno', passed, failed }
 }
 
+/** The primary as `supabase db` commands take it: `--remote=<url>` over plain TCP. */
+function cliDbUrl(env: StackEnv): string {
+  return `${env.SUPABASE_DB_URL}${env.SUPABASE_DB_URL.includes('?') ? '&' : '?'}sslmode=disable`
+}
+
+/**
+ * `supabase db lint` (plpgsql_check over every PL/pgSQL function of the project's schemas) must
+ * report nothing at error level. It runs as `postgres`, which creates plpgsql_check through the
+ * extension allow-list inside a transaction the CLI rolls back.
+ */
+async function lint(env: StackEnv): Promise<SuiteResult> {
+  log('supabase db lint')
+  const { code, stdout } = await runVisible(
+    supabaseBinary(),
+    ['db', 'lint', `--remote=${cliDbUrl(env)}`, '--level', 'error', '--fail-on', 'error', '--workdir', repoRoot],
+    { ...process.env, DO_NOT_TRACK: '1' },
+  )
+  const clean = code === 0 && stdout.trim() === ''
+  return { suite: 'db lint', passed: clean ? 1 : 0, failed: clean ? 0 : 1 }
+}
+
 /** `supabase db advisors` (security and performance lints) must report nothing at warn or above. */
 async function advisors(env: StackEnv): Promise<SuiteResult> {
-  const url = `${env.SUPABASE_DB_URL}${env.SUPABASE_DB_URL.includes('?') ? '&' : '?'}sslmode=disable`
+  const url = cliDbUrl(env)
   log('supabase db advisors')
   const { code } = await runVisible(
     supabaseBinary(),

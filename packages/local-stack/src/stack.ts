@@ -9,7 +9,7 @@ import { startFunctions, type RunningFunction } from './functions.ts'
 import { gatewayPort, startGateway } from './gateway.ts'
 import { apiKey, defaultJwtSecret, userJwt } from './jwt.ts'
 import { log } from './log.ts'
-import { baselineSql, repoRoot, stateRoot } from './paths.ts'
+import { baselineSql, extensionScriptsDir, repoRoot, stateRoot } from './paths.ts'
 import { Cluster, localPassword, runSql } from './postgres.ts'
 import { startPostgrest } from './postgrest.ts'
 import { freePort, runChecked, stopChild } from './process.ts'
@@ -26,7 +26,7 @@ async function applyBaselineOnce(primary: Cluster, fresh: boolean): Promise<void
   const digest = crypto.createHash('sha256').update(sql).digest('hex')
   const marker = path.join(primary.home, 'baseline.sha256')
   if (!fresh && fs.existsSync(marker) && fs.readFileSync(marker, 'utf8') === digest) return
-  await runSql(primary.url(), sql, 'applying the Supabase platform baseline')
+  await runSql(primary.superuserUrl(), sql, 'applying the Supabase platform baseline')
   fs.writeFileSync(marker, digest)
 }
 
@@ -52,8 +52,31 @@ export interface StackOptions {
   jwtSecret?: string
 }
 
+/**
+ * Extensions `postgres` may create although it is not a superuser: hosted Supabase's
+ * `supautils.privileged_extensions` (supabase/postgres, ansible/files/postgresql_config/
+ * supautils.conf.j2). pgextwlist creates them as the superuser; those not installed here fail
+ * as unavailable, as anywhere.
+ */
+export const privilegedExtensions = [
+  'address_standardizer', 'address_standardizer_data_us', 'autoinc', 'bloom', 'btree_gin', 'btree_gist', 'citext', 'cube',
+  'dblink', 'dict_int', 'dict_xsyn', 'earthdistance', 'fuzzystrmatch', 'hstore', 'http', 'insert_username', 'intarray', 'isn',
+  'ltree', 'moddatetime', 'pg_cron', 'pg_graphql', 'pg_hashids', 'pg_jsonschema', 'pg_net', 'pg_stat_monitor',
+  'pg_stat_statements', 'pg_trgm', 'pg_walinspect', 'pgaudit', 'pgcrypto', 'pgjwt', 'pgroonga', 'pgroonga_database',
+  'pgrouting', 'pgrowlocks', 'pgsodium', 'pgtap', 'plcoffee', 'pljava', 'plls', 'plpgsql', 'plpgsql_check', 'plv8', 'postgis',
+  'postgis_raster', 'postgis_sfcgal', 'postgis_tiger_geocoder', 'postgis_topology', 'postgres_fdw', 'refint', 'rum', 'seg',
+  'sslinfo', 'supabase_vault', 'supautils', 'tablefunc', 'tcn', 'timescaledb', 'tsm_system_rows', 'tsm_system_time',
+  'unaccent', 'uuid-ossp', 'wrappers',
+]
+
 export interface RunningStack {
   env: StackEnv
+  /**
+   * The primary's superuser (`supabase_admin`), as `TOLLGATE_SUPERUSER_DB_URL`: only for what
+   * needs it (the replica's setup, tests that break things on purpose). Never given to
+   * functions; migrations, the seed and the tests' own connections use SUPABASE_DB_URL (`postgres`).
+   */
+  superuserDbUrl: string
   home: string
   primary: Cluster
   replica: Cluster
@@ -113,6 +136,10 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     name: 'primary',
     home: path.join(home, 'primary'),
     port: options.ports.db,
+    // As on hosted Supabase: the platform's superuser owns the cluster; `postgres` (created by
+    // the baseline) is an ordinary role with hosted Supabase's attributes and grants.
+    superuser: 'supabase_admin',
+    extensionAllowList: { extensions: privilegedExtensions, scriptsDir: extensionScriptsDir },
     settings: {
       wal_level: 'logical',
       max_wal_senders: 10,
@@ -127,6 +154,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       timezone: 'UTC',
     },
   })
+  // The replica is a plain subscriber one runs oneself, not a Supabase project: its `postgres`
+  // stays its superuser (PostgreSQL 15 creates subscriptions only as a superuser).
   const replica = new Cluster({
     name: 'replica',
     home: path.join(home, 'replica'),
@@ -162,6 +191,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
 
     await replica.init()
     await replica.start()
+    // The subscription connects to the primary as `postgres`, which hosted Supabase lets feed a
+    // logical subscriber (REPLICATION, owner of the published tables).
     await syncReplica(
       primary.url(),
       replica.url(),
@@ -189,6 +220,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       TOLLGATE_REPLICA_DB_URL: replica.url(),
       TOLLGATE_REPLICA_SUBSCRIPTION: subscriptionName,
     }
+    const superuserDbUrl = primary.superuserUrl()
 
     const denoDir = path.join(stateRoot, 'deno-cache')
     // Function secrets (TOLLGATE_*, STRIPE_*) pass through from our environment, as `supabase
@@ -213,16 +245,16 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
         : error
     })
     log(`gateway on ${apiUrl}: /rest/v1 → PostgREST, /functions/v1/{${functions.map((f) => f.name).join(',')}}`)
-    fs.writeFileSync(path.join(home, '.env'), formatEnv(env))
+    fs.writeFileSync(path.join(home, '.env'), formatEnv({ ...env, TOLLGATE_SUPERUSER_DB_URL: superuserDbUrl }))
     log(`stack "${options.name}" up in ${((Date.now() - started) / 1000).toFixed(1)} s; logs in ${logDir}`)
-    return { env, home, primary, replica, restartPostgrest, stop }
+    return { env, superuserDbUrl, home, primary, replica, restartPostgrest, stop }
   } catch (error) {
     await stop()
     throw error
   }
 }
 
-/** Applies supabase/migrations (and optionally the seed) exactly as a deploy does. */
+/** Applies supabase/migrations (and optionally the seed) exactly as a deploy does: as `postgres`. */
 async function pushMigrations(dbUrl: string, seed: boolean): Promise<void> {
   const { stdout, stderr } = await runChecked(
     'supabase db push',

@@ -8,6 +8,10 @@ const requiredPackages: Array<{ name: string; present: () => boolean }> = [
   { name: 'postgresql-15-cron', present: () => fs.existsSync('/usr/share/postgresql/15/extension/pg_cron.control') },
   { name: 'postgresql-15-pgtap', present: () => fs.existsSync('/usr/share/postgresql/15/extension/pgtap.control') },
   { name: 'libtap-parser-sourcehandler-pgtap-perl', present: () => fs.existsSync('/usr/bin/pg_prove') },
+  // Lets the non-superuser `postgres` create allow-listed extensions, as supautils does on hosted Supabase.
+  { name: 'postgresql-15-pgextwlist', present: () => fs.existsSync('/usr/lib/postgresql/15/lib/plugins/pgextwlist.so') },
+  // plpgsql_check, which `supabase db lint` runs.
+  { name: 'postgresql-15-plpgsql-check', present: () => fs.existsSync('/usr/share/postgresql/15/extension/plpgsql_check.control') },
 ]
 
 export const isRoot = (): boolean => process.getuid?.() === 0
