@@ -143,4 +143,25 @@ describe('revoke_credits', () => {
 
     await expectReconciled(orgs)
   }, 60_000)
+
+  it('never queues an auto top-up: taking credits back does not charge the same card again', async () => {
+    const owner = await newUser('revoke-topup')
+    const org = owner.personalOrgId
+    expect((await service.rpc('set_org_billing', { p_org_id: org, p_stripe_customer_id: 'cus_revoked', p_stripe_payment_method_id: 'pm_card_visa' })).error).toBeNull()
+    expect((await owner.client.rpc('set_auto_topup', { p_enabled: true, p_threshold: 50, p_amount: 100, p_monthly_cap: 1000 })).error).toBeNull()
+    const purchase = await grantCredits(org, 100, { source: 'purchase', externalRef: `pi_${randomId()}` })
+    // The revocation takes the balance from 100 to 20, across the threshold of 50: no top-up.
+    const { data, error } = await revoke(org, 80, `refund-${randomId()}`, purchase.grant_id as string)
+    expect(error).toBeNull()
+    expect(data).toMatchObject({ revoked: 80, balance_after: 20 })
+    const queued = async () => (await primaryDb.query('select status from public.credit_topup_requests where org_id = $1', [org])).rows
+    expect(await queued()).toEqual([])
+    // An ordinary charge that crosses the threshold later still does.
+    await grantCredits(org, 100)
+    const op = await createPrice(10)
+    const charged = await owner.client.rpc('consume_credits', { p_operation: op, p_request_id: randomId(), p_quantity: 8 })
+    expect(charged.error).toBeNull()
+    expect(await queued()).toEqual([{ status: 'pending' }])
+    await expectReconciled([org])
+  })
 })

@@ -1,5 +1,5 @@
--- private.outbox_claim, unchanged in behaviour: the candidate loop reads into typed variables
--- instead of a record whose shape only the dynamic query decides, so `supabase db lint`
+-- private.outbox_claim, unchanged in behaviour: the candidate loop and the re-check read into
+-- typed variables instead of records whose shape only the dynamic query decides, so `supabase db lint`
 -- (plpgsql_check) can check every statement that uses it. Grants and comment carry over
 -- (create or replace keeps them).
 
@@ -15,7 +15,8 @@ declare
   v_due timestamptz;
   v_attempts integer;
   v_found integer;
-  v_close record;
+  v_close_status text;
+  v_close_reason text;
   v_eligible jsonb := '[]';
 begin
   select * into v_spec from private.outbox_spec(p_outbox);
@@ -74,9 +75,9 @@ begin
       perform private.outbox_close(p_outbox, v_candidate_id, 'failed', 'lease_expired');
       continue;
     end if;
-    execute format('select r.close_status, r.reason from %s($1) r', v_spec.recheck) into v_close using v_candidate_id;
-    if v_close.close_status is not null then
-      perform private.outbox_close(p_outbox, v_candidate_id, v_close.close_status, v_close.reason);
+    execute format('select r.close_status, r.reason from %s($1) r', v_spec.recheck) into v_close_status, v_close_reason using v_candidate_id;
+    if v_close_status is not null then
+      perform private.outbox_close(p_outbox, v_candidate_id, v_close_status, v_close_reason);
       continue;
     end if;
     v_eligible := v_eligible || jsonb_build_object('id', v_candidate_id, 'due', v_due);
