@@ -156,12 +156,8 @@ describe('revoke_credits', () => {
     expect(data).toMatchObject({ revoked: 80, balance_after: 20 })
     const queued = async () => (await primaryDb.query('select status from public.credit_topup_requests where org_id = $1', [org])).rows
     expect(await queued()).toEqual([])
-    // An ordinary charge that crosses the threshold later still does.
-    await grantCredits(org, 100)
-    const op = await createPrice(10)
-    const charged = await owner.client.rpc('consume_credits', { p_operation: op, p_request_id: randomId(), p_quantity: 8 })
-    expect(charged.error).toBeNull()
-    expect(await queued()).toEqual([{ status: 'pending' }])
+    // (That an ordinary charge crossing the threshold queues one is tests/payments.test.ts's: a
+    // pending request left here would be claimed by the processors that file runs.)
     await expectReconciled([org])
   })
 })
