@@ -8,7 +8,7 @@ import { primaryDb } from './support/db.ts'
 import { env } from './support/env.ts'
 import { startRecorder } from './support/http-recorder.ts'
 
-// Low-balance alerts (seed 004): one event per threshold of the last grant used, delivered to
+// Low-balance alerts: one event per threshold of the last grant used, delivered to
 // the org's webhook signed per Standard Webhooks (verified here with the same library a
 // receiver uses), retried with backoff and the identical body when the webhook fails.
 // The dispatcher serves every org at once: every test that dispatches alerts lives in this

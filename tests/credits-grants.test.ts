@@ -39,7 +39,7 @@ async function allocationsOf(orgId: string, requestId: string): Promise<unknown>
 }
 
 // Grants: burn-down order, expiry (by the job, flipping the gate flag in the same run),
-// idempotent payment references, pending top-ups activated on payment (seed 002).
+// idempotent payment references, pending top-ups activated on payment.
 describe('credit grants', () => {
   const { orgs, newUser } = userTracker()
   const service = serviceClient()

@@ -16,7 +16,7 @@ import {
   userTracker,
 } from './support/credits.ts'
 
-// Pre-authorisation (seed 004): reserve, then capture (up to the hold) or release (nothing
+// Pre-authorisation: reserve, then capture (up to the hold) or release (nothing
 // charged); a hold nobody comes back for expires.
 describe('credit holds', () => {
   const { orgs, newUser } = userTracker()

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { serviceClient } from './support/clients.ts'
 import { createPrice, expectBooksBalanced, expectReconciled, expectRpcError, grantCredits, userTracker } from './support/credits.ts'
 
-// Seed 003: per-call records add up to usage stats; the balance answers available and held.
+// Per-call records add up to usage stats; the balance answers available and held.
 describe('usage stats and balance', () => {
   const { orgs, newUser } = userTracker()
   const service = serviceClient()

@@ -6,7 +6,7 @@ import { primaryDb } from './support/db.ts'
 import { env } from './support/env.ts'
 import { startRecorder, type Recorded, type Reply } from './support/http-recorder.ts'
 
-// The tool gateway (seed 003) against a local backend that succeeds, fails, times out or
+// The tool gateway against a local backend that succeeds, fails, times out or
 // refuses: charged exactly when the result is the user's, never for our failures.
 
 let backend: Awaited<ReturnType<typeof startRecorder>>

@@ -10,7 +10,7 @@ import { primaryDb } from './support/db.ts'
 import { env } from './support/env.ts'
 import { startRecorder, type Answer } from './support/http-recorder.ts'
 
-// Payments (seed 002): the Stripe webhook with signed, forged and duplicate deliveries; auto
+// Payments: the Stripe webhook with signed, forged and duplicate deliveries; auto
 // top-up from the threshold crossing to the off-session payment and the granted credits.
 
 const webhookSecret = process.env.STRIPE_WEBHOOK_SECRET ?? localFunctionSecrets.STRIPE_WEBHOOK_SECRET!

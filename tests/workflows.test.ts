@@ -14,7 +14,7 @@ import {
   userTracker,
 } from './support/credits.ts'
 
-// Seed 000: the charge is part of the business operation. Without the credits there is no
+// The charge is part of the business operation. Without the credits there is no
 // workflow; concurrent creations never overdraw.
 // Prices are the migration's defaults: workflow_create 5, workflow_execute 3.
 describe('workflows charged in the same transaction', () => {

@@ -212,7 +212,7 @@ export async function hotOrg(ctx: Context): Promise<ScenarioOutput> {
       note:
         vsSeed.ratio >= 2
           ? undefined
-          : `a loopback round trip costs ${rttMs.toFixed(3)} ms here (p50 of select 1), so the four round trips the client-side pattern makes under its lock add only ~${(4 * rttMs).toFixed(2)} ms to a hold of four small statements, while ours holds the lock for the whole charge after lock_balance (scenario 1's per-charge cost); uncontended, one seed-003 transaction takes ${seedOne.p50_ms.toFixed(2)} ms p50 and one consume_credits ${ours1.p50_ms.toFixed(2)} ms. With a network between client and database (≥ 0.5 ms per round trip) seed-003's hold grows by ≥ 2 ms and ours does not`,
+          : `a loopback round trip costs ${rttMs.toFixed(3)} ms here (p50 of select 1), so the four round trips the client-side pattern makes under its lock add only ~${(4 * rttMs).toFixed(2)} ms to a hold of four small statements, while ours holds the lock for the whole charge after lock_balance (scenario 1's per-charge cost); uncontended, one client-side transaction takes ${seedOne.p50_ms.toFixed(2)} ms p50 and one consume_credits ${ours1.p50_ms.toFixed(2)} ms. With a network between client and database (≥ 0.5 ms per round trip) the client-side pattern's hold grows by ≥ 2 ms and ours does not`,
       absolute: `at ${vsSeed.clients}c: ours ${tpsText(find(measurements, 'ours_hot', vsSeed.clients))}; client-side ${tpsText(find(measurements, 'client_lock_hot', vsSeed.clients))}`,
     },
   ]

@@ -1,4 +1,4 @@
--- Workflows (seed 000): create_workflow and execute_workflow charge in the same transaction
+-- Workflows: create_workflow and execute_workflow charge in the same transaction
 -- as the operation; too few credits means no workflow; a retried request id is one workflow.
 begin;
 \ir helpers/setup.psql
