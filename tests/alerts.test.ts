@@ -59,7 +59,7 @@ it('delivers one signed event per crossed threshold, and retries a failing webho
   await spend(90) // 95 %: crosses 75 and 90 in one charge
   expect((await outbox()).map((r) => [r.threshold, r.status])).toEqual([[50, 'pending'], [75, 'pending'], [90, 'pending']])
 
-  expect(await dispatch()).toEqual({ claimed: 3, delivered: 3, retrying: 0, failed: 0 })
+  expect(await dispatch()).toEqual({ claimed: 3, delivered: 3, retrying: 0, failed: 0, errors: 0 })
   expect(receiver.requests).toHaveLength(3)
   const events = await primaryDb.query('select id, threshold from public.credit_alert_outbox where org_id = $1', [owner.personalOrgId])
   for (const request of receiver.requests) {
@@ -74,13 +74,13 @@ it('delivers one signed event per crossed threshold, and retries a failing webho
 
   failing = true
   await spend(10) // 100 %
-  expect(await dispatch()).toEqual({ claimed: 1, delivered: 0, retrying: 1, failed: 0 })
+  expect(await dispatch()).toEqual({ claimed: 1, delivered: 0, retrying: 1, failed: 0, errors: 0 })
   expect((await outbox()).at(-1)).toEqual({ threshold: 100, status: 'pending', attempts: 1, last_status_code: 500, last_error: 'http_5xx', backing_off: true })
   expect((await dispatch()).claimed).toBe(0) // not due yet
 
   failing = false
   await primaryDb.query('update public.credit_alert_outbox set next_attempt_at = now() where org_id = $1 and status = $2', [owner.personalOrgId, 'pending'])
-  expect(await dispatch()).toEqual({ claimed: 1, delivered: 1, retrying: 0, failed: 0 })
+  expect(await dispatch()).toEqual({ claimed: 1, delivered: 1, retrying: 0, failed: 0, errors: 0 })
   expect((await outbox()).at(-1)).toMatchObject({ threshold: 100, status: 'delivered', attempts: 2 })
 
   const [failed, retried] = receiver.requests.slice(-2) as [(typeof receiver.requests)[number], (typeof receiver.requests)[number]]
@@ -220,7 +220,7 @@ it('cancels an alert queued by a hold that was released, and alerts again on a r
   expect((await rows()).map((r) => [r.threshold, r.status])).toEqual([[50, 'pending']])
   expect((await service.rpc('release_credits', { p_org_id: org, p_request_id: requestId })).error).toBeNull()
 
-  expect(await dispatch()).toEqual({ claimed: 0, delivered: 0, retrying: 0, failed: 0 })
+  expect(await dispatch()).toEqual({ claimed: 0, delivered: 0, retrying: 0, failed: 0, errors: 0 })
   expect(deliveredTo()).toEqual([])
   expect((await primaryDb.query('select threshold, status, cancel_reason from public.credit_alert_outbox where org_id = $1', [org])).rows).toEqual([
     { threshold: 50, status: 'cancelled', cancel_reason: 'balance_recovered' },
@@ -229,7 +229,7 @@ it('cancels an alert queued by a hold that was released, and alerts again on a r
   // Spending for real crosses 50 % again: a new event, delivered.
   const { error } = await user.client.rpc('consume_credits', { p_operation: op, p_request_id: randomUUID(), p_quantity: 100 })
   expect(error).toBeNull()
-  expect(await dispatch()).toEqual({ claimed: 1, delivered: 1, retrying: 0, failed: 0 })
+  expect(await dispatch()).toEqual({ claimed: 1, delivered: 1, retrying: 0, failed: 0, errors: 0 })
   expect(deliveredTo()).toHaveLength(1)
   expect(JSON.parse(deliveredTo()[0]!.body)).toMatchObject({ type: 'credits.low_balance', data: { org_id: org, threshold_percent: 50, available: 100 } })
   expect((await rows()).map((r) => [r.threshold, r.status])).toEqual([[50, 'cancelled'], [50, 'delivered']])

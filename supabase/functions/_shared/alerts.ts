@@ -83,14 +83,21 @@ export function createAlertsDispatcher(store: AlertStore, guard: OutboundGuard, 
   const deliver = createAlertDelivery(guard, options)
   return async (): Promise<Response> => {
     const due = await store.claim(50)
-    const summary = { claimed: due.length, delivered: 0, retrying: 0, failed: 0 }
+    const summary = { claimed: due.length, delivered: 0, retrying: 0, failed: 0, errors: 0 }
+    // Each event on its own: one that cannot be recorded (the database failed) never stops the
+    // others; its lease lapses and a later run reclaims it.
     await Promise.all(
       due.map(async (alert) => {
-        const attempt = await deliver(alert)
-        const status = await store.record(alert.id, attempt.delivered, attempt.status, attempt.errorClass)
-        if (status === 'delivered') summary.delivered++
-        else if (status === 'failed') summary.failed++
-        else summary.retrying++
+        try {
+          const attempt = await deliver(alert)
+          const status = await store.record(alert.id, attempt.delivered, attempt.status, attempt.errorClass)
+          if (status === 'delivered') summary.delivered++
+          else if (status === 'failed') summary.failed++
+          else summary.retrying++
+        } catch (error) {
+          summary.errors++
+          logEvent('error', 'alert_not_recorded', { alert_id: alert.id, org_id: alert.org_id, message: (error as Error)?.message ?? String(error) })
+        }
       }),
     )
     return json(200, summary)

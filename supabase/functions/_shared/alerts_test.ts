@@ -1,5 +1,5 @@
 import { Webhook } from 'standardwebhooks'
-import { alertBody, createAlertDelivery, type DueAlert } from './alerts.ts'
+import { alertBody, createAlertDelivery, createAlertsDispatcher, type DueAlert } from './alerts.ts'
 import { createOutboundGuard } from './outbound/guard.ts'
 import { nodeConnector } from './outbound/node-connector.ts'
 import { assertEquals } from './testing.ts'
@@ -127,4 +127,23 @@ Deno.test('the signature is the spec\'s: base64 HMAC-SHA256 of "<id>.<timestamp>
     [headers.get('webhook-id'), headers.get('webhook-timestamp'), headers.get('webhook-attempt'), headers.get('webhook-signature')],
     [alert.id, '1800000000', '3', `v1,${btoa(String.fromCharCode(...mac))}`],
   )
+})
+
+Deno.test('one event that cannot be recorded never stops the others', async () => {
+  await withReceiver(() => 204, async (url, received) => {
+    const alerts: DueAlert[] = [1, 2, 3].map(() => ({ id: crypto.randomUUID(), org_id: payload.org_id, payload, attempts: 1, url, secret }))
+    const recorded: string[] = []
+    const store = {
+      claim: () => Promise.resolve(alerts),
+      record: (id: string) => {
+        if (id === alerts[1]!.id) return Promise.reject(new Error('connection reset'))
+        recorded.push(id)
+        return Promise.resolve('delivered')
+      },
+    }
+    const res = await createAlertsDispatcher(store, guard)()
+    assertEquals([res.status, await res.json()], [200, { claimed: 3, delivered: 2, retrying: 0, failed: 0, errors: 1 }])
+    assertEquals(recorded.sort(), [alerts[0]!.id, alerts[2]!.id].sort(), 'the others were recorded')
+    assertEquals(received.length, 3, 'every event was delivered')
+  })
 })
