@@ -6,6 +6,7 @@
 // the same caller gets the first answer again; anything else under that key is a 409.
 import { HttpError, json } from '../http.ts'
 import type { UserCaller } from '../entry.ts'
+import { readCapped } from '../body.ts'
 import { OutboundFetchError } from '../outbound/fetch-adapter.ts'
 import { rpc } from '../pg-errors.ts'
 
@@ -97,31 +98,6 @@ function answer(stored: StoredResponse, headers: Record<string, string>): Respon
   return new Response(nullBodyStatuses.has(stored.status) ? null : stored.body, { status: stored.status, headers })
 }
 
-/** Reads at most `limit` bytes; undefined (the rest cancelled) when the body is longer. */
-async function readCapped(body: ReadableStream<Uint8Array> | null, limit: number): Promise<Uint8Array<ArrayBuffer> | undefined> {
-  const chunks: Uint8Array[] = []
-  let size = 0
-  if (body) {
-    const reader = body.getReader()
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      size += value.byteLength
-      if (size > limit) {
-        await reader.cancel().catch(() => {})
-        return undefined
-      }
-      chunks.push(value)
-    }
-  }
-  const bytes = new Uint8Array(size)
-  let offset = 0
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset)
-    offset += chunk.byteLength
-  }
-  return bytes
-}
 
 const jsonBytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))
 
@@ -150,7 +126,7 @@ export function createMeterHandler(store: MeterStore, fetchImpl: typeof fetch = 
 
     const backend = await store.backend(operation)
     if (!backend) throw new HttpError(404, 'unknown_operation', `no metered operation ${operation}`)
-    const payload = await readCapped(req.body, maxBodyBytes)
+    const payload = await readCapped(req.body, maxBodyBytes, req.headers.get('content-length'))
     if (!payload) throw new HttpError(413, 'request_too_large', `the request body is larger than ${maxBodyBytes} bytes`, { limit_bytes: maxBodyBytes })
     const fingerprint = await requestFingerprint(operation, quantity, payload)
 

@@ -3,6 +3,7 @@
 // whatever their order and number of deliveries). An event that cannot be applied is recorded
 // in payment_exceptions and logged as an error; Stripe gets 200 only once that record (or the
 // event's effect) has committed, and 5xx otherwise, so it retries.
+import { readCapped } from '../body.ts'
 import type Stripe from 'stripe'
 import { HttpError, json, logEvent } from '../http.ts'
 import { fromRpcError } from '../pg-errors.ts'
@@ -30,6 +31,9 @@ interface Verifier {
   constructEventAsync(payload: string, header: string, secret: string, tolerance?: number, provider?: Stripe.CryptoProvider): Promise<Stripe.Event>
 }
 
+/** Largest event body read; Stripe's events are far smaller. */
+export const maxEventBytes = 1024 * 1024
+
 export function createStripeWebhookHandler(
   webhooks: Verifier,
   secret: string,
@@ -37,7 +41,10 @@ export function createStripeWebhookHandler(
   provider?: Stripe.CryptoProvider,
 ) {
   return async (req: Request): Promise<Response> => {
-    const payload = await req.text()
+    // Capped before the signature is checked: anyone can post here.
+    const bytes = await readCapped(req.body, maxEventBytes, req.headers.get('content-length'))
+    if (!bytes) throw new HttpError(413, 'payload_too_large', `a Stripe event is at most ${maxEventBytes} bytes`, { limit_bytes: maxEventBytes })
+    const payload = new TextDecoder().decode(bytes)
     let event: Stripe.Event
     try {
       event = await webhooks.constructEventAsync(payload, req.headers.get('stripe-signature') ?? '', secret, undefined, provider)

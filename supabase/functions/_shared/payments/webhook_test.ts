@@ -3,7 +3,7 @@ import { handle } from '../entry.ts'
 import { HttpError } from '../http.ts'
 import { assertEquals } from '../testing.ts'
 import { type ChargeInput, type CheckoutInput, classify, type ExceptionInput } from './events.ts'
-import { createStripeWebhookHandler, type EventOutcome, type PaymentsStore } from './webhook.ts'
+import { createStripeWebhookHandler, type EventOutcome, type PaymentsStore, maxEventBytes } from './webhook.ts'
 
 const org = '6f1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b'
 const event = (type: string, object: Record<string, unknown>, id = 'evt_1') => ({ id, type, object: 'event', data: { object } }) as unknown as Stripe.Event
@@ -147,4 +147,25 @@ Deno.test('a top-up payment links its grant after completing it; a refused compl
   const refused = fakeStore({ completeTopup: () => Promise.reject(unknown) })
   assertEquals(await quietly(() => post(refused.store, intent)), { status: 200, body: { received: true, unapplied: 'unknown_request' } })
   assertEquals(refused.calls.map(([name]) => name), ['recordException'])
+})
+
+Deno.test('an oversized body is refused before its signature is checked or anything is stored', async () => {
+  const { store, calls } = fakeStore()
+  let verified = 0
+  const counting = { constructEventAsync: (payload: string) => (verified++, verifier.constructEventAsync(payload)) }
+  const handler = handle('stripe-webhook', { methods: ['POST'], access: 'public' }, createStripeWebhookHandler(counting, 'whsec_test', store))
+  // Streamed without a Content-Length, and declared: both are cut at the cap.
+  const streamed = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      controller.enqueue(new Uint8Array(64 * 1024))
+    },
+  })
+  for (const req of [
+    new Request('http://127.0.0.1/stripe-webhook', { method: 'POST', body: streamed, headers: { 'stripe-signature': 'fake' } }),
+    new Request('http://127.0.0.1/stripe-webhook', { method: 'POST', body: 'x', headers: { 'stripe-signature': 'fake', 'content-length': String(maxEventBytes + 1) } }),
+  ]) {
+    const res = await quietly(() => handler(req))
+    assertEquals([res.status, (await res.json()).error], [413, 'payload_too_large'])
+  }
+  assertEquals([verified, calls.length], [0, 0])
 })

@@ -1,5 +1,6 @@
 // Device request bodies: read with a size cap, validated field by field. Pure functions (no
 // database), so they are unit-tested without a server.
+import { readCapped } from '../body.ts'
 import { HttpError } from '../http.ts'
 
 export const maxBodyBytes = 64 * 1024
@@ -28,28 +29,9 @@ export const invalid = (issues: Issue[]): HttpError =>
 
 /** Reads a JSON body of at most maxBodyBytes; anything else is a 400 invalid_request. */
 export async function readJsonBody(req: Request): Promise<unknown> {
-  const declared = Number(req.headers.get('content-length') ?? '0')
-  if (declared > maxBodyBytes) throw invalid([{ path: '', message: `body larger than ${maxBodyBytes} bytes` }])
-  const reader = req.body?.getReader()
-  if (!reader) throw invalid([{ path: '', message: 'a JSON body is required' }])
-  const chunks: Uint8Array[] = []
-  let size = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    size += value.byteLength
-    if (size > maxBodyBytes) {
-      await reader.cancel()
-      throw invalid([{ path: '', message: `body larger than ${maxBodyBytes} bytes` }])
-    }
-    chunks.push(value)
-  }
-  const bytes = new Uint8Array(size)
-  let offset = 0
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset)
-    offset += chunk.byteLength
-  }
+  if (!req.body) throw invalid([{ path: '', message: 'a JSON body is required' }])
+  const bytes = await readCapped(req.body, maxBodyBytes, req.headers.get('content-length'))
+  if (!bytes) throw invalid([{ path: '', message: `body larger than ${maxBodyBytes} bytes` }])
   try {
     return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes))
   } catch {
