@@ -331,6 +331,41 @@ describe('auto top-up', () => {
     expect(await balance(held.org)).toBe(245)
   })
 
+  // Regression: a processor that ran while the hold was still open charged the card, and the
+  // hold was released afterwards (a backend that never answers makes that window a minute long).
+  it('waits while the hold that crossed is open: released, nothing is charged; captured, the top-up goes ahead', async () => {
+    const due = (org: string) => primaryDb.query(`update public.credit_topup_requests set next_attempt_at = now() where org_id = $1 and status = 'pending'`, [org])
+    for (const settle of ['release', 'capture'] as const) {
+      const held = await setUp(`open-hold-${settle}`)
+      const requestId = randomUUID()
+      expect((await service.rpc('reserve_credits', { p_org_id: held.org, p_user_id: held.owner.id, p_operation: held.op, p_request_id: requestId, p_quantity: 12 })).error).toBeNull()
+      expect(await balance(held.org)).toBe(40)
+
+      // The hold is open: whether the balance stays below 50 is not known yet.
+      expect((await runProcessor()).body).toEqual(summary({}))
+      expect(stripeCallsFor(held.customer)).toEqual([])
+      expect((await primaryDb.query('select status, attempts, next_attempt_at > now() as waiting from public.credit_topup_requests where org_id = $1', [held.org])).rows)
+        .toEqual([{ status: 'pending', attempts: 0, waiting: true }])
+
+      const settled = settle === 'release'
+        ? await service.rpc('release_credits', { p_org_id: held.org, p_request_id: requestId })
+        : await service.rpc('capture_credits', { p_org_id: held.org, p_request_id: requestId })
+      expect(settled.error).toBeNull()
+      await due(held.org)
+      if (settle === 'release') {
+        expect((await runProcessor()).body).toEqual(summary({}))
+        expect(stripeCallsFor(held.customer)).toEqual([])
+        expect((await requestsOf(held.org)).map((r) => r.status)).toEqual(['cancelled'])
+        expect(await balance(held.org)).toBe(100)
+      } else {
+        expect(await runProcessor()).toEqual({ status: 200, body: summary({ claimed: 1, succeeded: 1 }) })
+        expect(stripeCallsFor(held.customer)).toHaveLength(1)
+        expect((await requestsOf(held.org)).map((r) => r.status)).toEqual(['succeeded'])
+        expect(await balance(held.org)).toBe(240)
+      }
+    }
+  })
+
   it('charges every request once when two processors run at once', async () => {
     const orgs = await Promise.all(Array.from({ length: 6 }, (_, i) => setUp(`concurrent-${i}`)))
     await Promise.all(orgs.map((o) => o.spend(20)))

@@ -4,7 +4,7 @@
 -- a row no longer needed, and the monthly cap.
 begin;
 \ir helpers/setup.psql
-select plan(76);
+select plan(82);
 
 -- Rows other tests left due would be claimed too: this transaction (rolled back) closes them.
 update public.credit_topup_requests set status = 'failed', lease_expires_at = null where status in ('pending', 'processing', 'submitted');
@@ -14,7 +14,7 @@ insert into public.credit_prices (operation, credits) values ('outbox_op', 1);
 
 -- An org with auto top-up (threshold 50, amount 100, cap 300) and 100 credits; p_cross holds 60
 -- of them, which crosses the threshold and queues a top-up.
-create function tests.topup_org(p_email text, p_cross boolean default true)
+create function tests.topup_org(p_email text, p_cross boolean default true, p_hold_open boolean default false)
 returns uuid
 language plpgsql
 set search_path = ''
@@ -29,6 +29,9 @@ begin
   perform public.grant_credits(v_org, 100, 'promotion');
   if p_cross then
     perform public.reserve_credits(v_org, v_user, 'outbox_op', 'cross', 60);
+    if not p_hold_open then
+      perform public.capture_credits(v_org, 'cross');
+    end if;
   end if;
   return v_org;
 end
@@ -135,7 +138,7 @@ select tests.clear_authentication();
 select results_eq(format('select amount, external_ref from public.credit_grants where org_id = %L and source = %L', :'wf_org', 'auto_top_up'),
   $$values (100::bigint, 'pi_webhookfirst')$$, 'the credits are granted once');
 select results_eq(format('select available, held from public.credit_balances where org_id = %L', :'wf_org'),
-  $$values (140::bigint, 60::bigint)$$, '40 available + 100 topped up; the hold still holds 60');
+  $$values (140::bigint, 0::bigint)$$, '40 available + 100 topped up (the 60 that crossed were charged)');
 select results_eq(format('select status, error, lease_expires_at from public.credit_topup_requests where id = %L', :'wf_req'),
   $$values ('succeeded', null::text, null::timestamptz)$$, 'the request is settled and unleased');
 
@@ -185,9 +188,25 @@ select * from public.claim_topup_requests(10);
 select is(public.mark_topup_request(:'rt_req', 'retry', null, 'Stripe is unavailable') ->> 'status', 'failed', 'the fifth failed attempt fails the request');
 select tests.clear_authentication();
 
+-- An open hold decides: the request waits ---------------------------------------------------------
+
+select tests.topup_org('open-hold@example.test', true, true) as oh_org \gset
+select tests.authenticate_as_service_role();
+select is_empty('select * from public.claim_topup_requests(10)', 'a request whose crossing hold is still open is not claimed');
+select tests.clear_authentication();
+select results_eq(format('select status, attempts, next_attempt_at > now() + interval ''20 seconds'' from public.credit_topup_requests where org_id = %L', :'oh_org'),
+  $$values ('pending', 0, true)$$, '...it waits 30 s, unleased, for the hold to settle');
+select public.capture_credits(:'oh_org', 'cross');
+update public.credit_topup_requests set next_attempt_at = now() where org_id = :'oh_org';
+select tests.authenticate_as_service_role();
+select results_eq('select org_id from public.claim_topup_requests(10)', format('values (%L::uuid)', :'oh_org'),
+  'once the hold is captured the balance really is below the threshold: the request is claimed');
+select tests.clear_authentication();
+update public.credit_topup_requests set status = 'failed', lease_expires_at = null where org_id = :'oh_org';
+
 -- The re-check: requests no longer needed are cancelled, never charged -----------------------------
 
-select tests.topup_org('released@example.test') as rel_org \gset
+select tests.topup_org('released@example.test', true, true) as rel_org \gset
 select tests.topup_of(:'rel_org') as rel_req \gset
 select public.release_credits(:'rel_org', 'cross');
 select tests.topup_org('disabled@example.test') as dis_org \gset
@@ -311,6 +330,24 @@ select is_empty('select * from public.claim_credit_alerts(50)', 'nothing to deli
 select tests.clear_authentication();
 select results_eq(format('select threshold, status from public.credit_alert_outbox where org_id = %L', :'nh_org'),
   $$values (50::smallint, 'no_webhook')$$, 'its event is closed as no_webhook');
+
+-- An alert whose crossing hold is still open waits for the hold, like a top-up
+select tests.create_user('alerts-open-hold@example.test') as ah_user \gset
+select tests.personal_org(:'ah_user') as ah_org \gset
+insert into public.org_alert_webhooks (org_id, url, secret) values (:'ah_org', 'https://hooks.example.test/credits', 'whsec_test');
+select public.grant_credits(:'ah_org', 200, 'purchase', 'alerts-open-hold');
+select public.reserve_credits(:'ah_org', :'ah_user', 'outbox_op', 'ah-hold', 120);
+select tests.authenticate_as_service_role();
+select is_empty(format('select 1 from public.claim_credit_alerts(50) where org_id = %L', :'ah_org'), 'an alert whose crossing hold is still open is not delivered');
+select tests.clear_authentication();
+select results_eq(format('select status, attempts, next_attempt_at > now() + interval ''20 seconds'' from public.credit_alert_outbox where org_id = %L', :'ah_org'),
+  $$values ('pending', 0, true)$$, '...it waits, unleased, for the hold to settle');
+select public.capture_credits(:'ah_org', 'ah-hold');
+update public.credit_alert_outbox set next_attempt_at = now() where org_id = :'ah_org';
+select tests.authenticate_as_service_role();
+select results_eq(format('select org_id from public.claim_credit_alerts(50) where org_id = %L', :'ah_org'), format('values (%L::uuid)', :'ah_org'),
+  'once the hold is captured the threshold really is crossed: the alert is claimed');
+select tests.clear_authentication();
 
 select * from finish();
 rollback;
