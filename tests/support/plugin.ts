@@ -9,8 +9,8 @@ export interface TestApp {
 }
 
 /**
- * An app owned by the user's personal org, created by the user through PostgREST (members
- * manage their apps under RLS): versions 1.0.0 and 1.1.0, a default channel `production`
+ * An app owned by the user's personal org, created by the user through PostgREST (owners
+ * and admins manage their apps under RLS): versions 1.0.0 and 1.1.0, a default channel `production`
  * on 1.1.0 and a self-assignable `beta` on 1.0.0.
  */
 export async function createApp(owner: TestUser): Promise<TestApp> {

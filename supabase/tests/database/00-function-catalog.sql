@@ -11,6 +11,7 @@ insert into expected_functions values
   -- orgs (20261121090100_orgs.sql)
   ('private.create_personal_org()',                                                              true,    '{}'),
   ('private.readable_org_ids()',                                                                 true,    '{authenticated}'),
+  ('private.manageable_org_ids()',                                                               true,    '{authenticated}'),
   ('public.list_my_orgs()',                                                                      false,   '{authenticated}'),
   -- credit tables: triggers (20261121100000_credit_tables.sql)
   ('private.forbid_ledger_change()',                                                             false,   '{}'),
