@@ -1,4 +1,5 @@
-import { json } from './http.ts'
+import { isUnreachable } from './db-errors.ts'
+import { json, logEvent } from './http.ts'
 
 export interface PrimaryStatus {
   reachable: boolean
@@ -23,17 +24,30 @@ export interface HealthProbes {
   replica(): Promise<Omit<ReplicaStatus, 'reachable' | 'latency_ms'>>
 }
 
-async function timed<T extends object>(probe: () => Promise<T>, timeoutMs: number) {
+class ProbeTimeout extends Error {}
+
+/**
+ * What a failed probe tells the caller: a class, never the driver's text (which names hosts,
+ * ports and users, and any project token may call /health). The text goes to the log.
+ */
+function failureClass(error: unknown): 'timeout' | 'unreachable' | 'auth_failed' | 'error' {
+  if (error instanceof ProbeTimeout) return 'timeout'
+  if (isUnreachable(error)) return 'unreachable'
+  return /^28/.test((error as { code?: string })?.code ?? '') ? 'auth_failed' : 'error'
+}
+
+async function timed<T extends object>(part: string, probe: () => Promise<T>, timeoutMs: number) {
   const started = performance.now()
   let timer: ReturnType<typeof setTimeout> | undefined
   try {
     const result = await Promise.race([
       probe(),
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs))),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new ProbeTimeout(`timed out after ${timeoutMs} ms`)), timeoutMs))),
     ])
     return { reachable: true, latency_ms: Math.round(performance.now() - started), ...result }
   } catch (error) {
-    return { reachable: false, latency_ms: Math.round(performance.now() - started), error: (error as Error).message }
+    logEvent('error', 'health_probe_failed', { part, message: (error as Error)?.message ?? String(error) })
+    return { reachable: false, latency_ms: Math.round(performance.now() - started), error: failureClass(error) }
   } finally {
     clearTimeout(timer)
   }
@@ -45,7 +59,7 @@ async function timed<T extends object>(probe: () => Promise<T>, timeoutMs: numbe
  */
 export function createHealthHandler(probes: HealthProbes, timeoutMs = 3000): (req: Request) => Promise<Response> {
   return async (_req) => {
-    const [primary, replica] = await Promise.all([timed(probes.primary, timeoutMs), timed(probes.replica, timeoutMs)])
+    const [primary, replica] = await Promise.all([timed('primary', probes.primary, timeoutMs), timed('replica', probes.replica, timeoutMs)])
     const ok = primary.reachable && replica.reachable && (replica as ReplicaStatus).subscribed === true
     return json(ok ? 200 : 503, { status: ok ? 'ok' : 'degraded', primary, replica })
   }

@@ -16,12 +16,12 @@ Deno.test('health answers 200 with both databases and replication details', asyn
 })
 
 Deno.test('health answers 503 naming the unreachable replica', async () => {
-  const res = await createHealthHandler({ ...healthy, replica: () => Promise.reject(new Error('connection refused')) })(
+  const res = await createHealthHandler({ ...healthy, replica: () => Promise.reject(Object.assign(new Error('connect ECONNREFUSED 10.1.2.3:5432'), { code: 'ECONNREFUSED' })) })(
     new Request('http://fn/health'),
   )
   assertEquals(res.status, 503, 'status')
   const body = await res.json()
-  assertEquals([body.status, body.primary.reachable, body.replica.reachable, body.replica.error], ['degraded', true, false, 'connection refused'], 'body')
+  assertEquals([body.status, body.primary.reachable, body.replica.reachable, body.replica.error], ['degraded', true, false, 'unreachable'], 'body: a class, not the driver\'s text')
 })
 
 Deno.test('health answers 503 when the replica is up but not subscribed', async () => {
@@ -34,5 +34,5 @@ Deno.test('health answers 503 when the replica is up but not subscribed', async 
 Deno.test('health times out a hanging probe instead of hanging itself', async () => {
   const res = await createHealthHandler({ ...healthy, primary: () => new Promise(() => {}) }, 50)(new Request('http://fn/health'))
   const body = await res.json()
-  assertEquals([res.status, body.primary.reachable, body.primary.error], [503, false, 'timed out after 50 ms'], 'body')
+  assertEquals([res.status, body.primary.reachable, body.primary.error], [503, false, 'timeout'], 'body')
 })

@@ -33,7 +33,8 @@ export function guardedFetch(guard: OutboundGuard): typeof fetch {
       return new Response(null, { status: result.status, headers })
     }
     if (result.status === null || result.outcome === 'redirect_refused' || result.status < 200 || result.status > 599) {
-      throw new OutboundFetchError(result.status === null ? result.outcome : 'redirect_refused')
+      // No Response can carry a status outside 200–599: the guard's class says what it was.
+      throw new OutboundFetchError(result.outcome)
     }
     return new Response(nullBodyStatuses.has(result.status) ? null : result.body, { status: result.status, headers })
   }
