@@ -304,12 +304,15 @@ describe('x-replication-lag-ms', () => {
     // the heartbeat period and the one-second measurement cache.
     expect(stalled.at(-1)! - stalled[0]!).toBeGreaterThan(2500)
     expect(stalled.at(-1)!).toBeGreaterThan(4000)
+    // Falls back to what it read before the stall (a beat period of 2 s, plus what applying
+    // costs on a loaded machine), once the apply worker has restarted and caught up.
+    const settled = Math.max(3500, Number(lagOf(healthy)) + 2000)
     const recovered = await eventually('the lag to fall back after the stall', async () => {
       const lag = Number(lagOf(await probe()))
-      return lag < 3500 ? lag : undefined
-    }, 15_000)
-    expect(recovered).toBeLessThan(3500)
-  })
+      return lag < settled ? lag : undefined
+    }, 30_000)
+    expect(recovered).toBeLessThan(settled)
+  }, 60_000)
 })
 
 describe('replica data contract', () => {
