@@ -87,7 +87,13 @@ insert into expected_functions values
   ('public.set_alert_webhook(p_url text, p_org_id uuid)',                                        true,    '{authenticated}'),
   ('public.claim_credit_alerts(p_limit integer)',                                                true,    '{service_role}'),
   ('public.record_credit_alert_delivery(p_id uuid, p_delivered boolean, p_status_code integer, p_error text)',
-                                                                                                 true,    '{service_role}');
+                                                                                                 true,    '{service_role}'),
+  -- usage rollup (20261130170000_usage_rollup.sql)
+  ('private.usage_by_day(p_org_id uuid, p_since timestamp with time zone)',                      false,   '{authenticated}'),
+  ('public.get_daily_usage(p_days integer, p_org_id uuid)',                                      false,   '{authenticated}'),
+  ('private.fold_usage_deltas(p_from bigint, p_through bigint)',                                 false,   '{}'),
+  ('public.roll_up_credit_usage(p_batch_size integer, p_wait_ms integer)',                       true,    '{service_role}'),
+  ('private.rebuild_credit_usage_rollup()',                                                      false,   '{}');
 
 create temporary view actual_functions as
 select
