@@ -24,6 +24,8 @@ export interface Balance {
   nextExpiryAt: string | null
   /** Credits that expire then, or null. */
   nextExpiryAmount: number | null
+  /** Credits used beyond the balance, present only when get_credit_balance reports it (it does not yet). */
+  overage?: number
 }
 
 /** What consume, reserve, capture, release and refund answer (first time and on replay). */
@@ -160,6 +162,7 @@ export function toBalance(data: unknown): Balance {
     held: num(r.held),
     nextExpiryAt: strOrNull(r.next_expiry_at),
     nextExpiryAmount: numOrNull(r.next_expiry_amount),
+    ...(r.overage === undefined || r.overage === null ? {} : { overage: num(r.overage) }),
   }
 }
 

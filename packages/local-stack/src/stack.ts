@@ -15,6 +15,8 @@ import { startPostgrest } from './postgrest.ts'
 import { freePort, runChecked, stopChild } from './process.ts'
 import { subscriptionName, syncReplica } from './replica.ts'
 import { ensureSystemPackages } from './system.ts'
+import { startStripeStandin, type StripeStandin } from './stripe-standin.ts'
+import { buildUsagePage, usagePageHandler, watchUsagePage } from '@tollgate/usage-page'
 
 /**
  * The platform baseline is applied to a new cluster, and again only when the baseline file
@@ -55,6 +57,8 @@ export interface StackOptions {
 export interface RunningStack {
   env: StackEnv
   home: string
+  /** The usage page, served by the gateway. */
+  usagePageUrl: string
   primary: Cluster
   replica: Cluster
   /** Fault injection: stop PostgREST (clients get 502 from the gateway meanwhile) and start it again. */
@@ -69,6 +73,8 @@ export interface RunningStack {
 export const localFunctionSecrets: Record<string, string> = {
   STRIPE_SECRET_KEY: 'sk_test_tollgate_local',
   STRIPE_WEBHOOK_SECRET: 'whsec_tollgate_local',
+  // The usage page's "Buy credits": one credit for one cent.
+  TOLLGATE_CHECKOUT_CENTS_PER_CREDIT: '1',
 }
 
 /** Demo user created by supabase/seed.sql. */
@@ -131,11 +137,15 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   const children: ChildProcess[] = []
   let functions: RunningFunction[] = []
   let gateway: http.Server | undefined
+  let stripeStandin: StripeStandin | undefined
+  let pageWatch: { stop(): Promise<void> } | undefined
 
   const stop = async ({ destroy = false } = {}) => {
     await new Promise<void>((resolve) => (gateway ? gateway.close(() => resolve()) : resolve()))
     gateway?.closeAllConnections()
     await Promise.all([...children, ...functions.map((f) => f.child)].map((child) => stopChild(child)))
+    await stripeStandin?.close()
+    await pageWatch?.stop()
     await replica.stop().catch((error) => log(`replica: ${(error as Error).message}`))
     await primary.stop().catch((error) => log(`primary: ${(error as Error).message}`))
     if (destroy) {
@@ -185,20 +195,40 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     }
 
     const denoDir = path.join(stateRoot, 'deno-cache')
+    const usagePageUrl = `${apiUrl}/usage/`
     // Function secrets (TOLLGATE_*, STRIPE_*) pass through from our environment, as `supabase
-    // secrets set` provides them on hosted Supabase; Stripe gets local test values by default.
-    const secrets = {
+    // secrets set` provides them on hosted Supabase; Stripe gets local test values by default,
+    // and, unless a real key is given, a local stand-in for its API: nothing leaves this machine.
+    const secrets: Record<string, string> = {
       ...localFunctionSecrets,
+      TOLLGATE_USAGE_PAGE_URL: usagePageUrl,
       ...(Object.fromEntries(
         Object.entries(process.env).filter(([key, value]) => /^(TOLLGATE|STRIPE)_/.test(key) && value !== undefined),
       ) as Record<string, string>),
     }
+    if (!process.env.STRIPE_SECRET_KEY && !process.env.STRIPE_API_BASE) {
+      stripeStandin = await startStripeStandin({ webhookUrl: () => `${apiUrl}/functions/v1/stripe-webhook`, webhookSecret: secrets.STRIPE_WEBHOOK_SECRET! })
+      secrets.STRIPE_API_BASE = stripeStandin.url
+    }
     functions = await startFunctions(discoverFunctions(), { env: { ...secrets, ...env }, logDir, denoDir, watch: options.watch })
+
+    // The usage page, built into this stack's folder and served by the gateway under /usage/.
+    const pageDir = path.join(home, 'usage-page')
+    if (options.watch) pageWatch = await watchUsagePage(pageDir, (message) => log(message))
+    else await buildUsagePage(pageDir)
+    const pageConfig = {
+      supabaseUrl: apiUrl,
+      anonKey: env.SUPABASE_ANON_KEY,
+      auth: 'local' as const,
+      ...(options.seed ? { demoToken: await demoUserJwt(env), demoEmail: demoUser.email } : {}),
+      pollSeconds: 5,
+    }
     gateway = await startGateway(
       {
         postgrestPort,
         functions: new Map(functions.map((f) => [f.name, { port: f.port, verifyJwt: f.verifyJwt }])),
         jwtSecret,
+        pages: new Map([['/usage', usagePageHandler(pageDir, pageConfig)]]),
       },
       options.ports.api,
     ).catch((error: NodeJS.ErrnoException) => {
@@ -206,10 +236,10 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
         ? new Error(`port ${options.ports.api} (API gateway) is taken by another process: stop it, or set TOLLGATE_API_PORT`)
         : error
     })
-    log(`gateway on ${apiUrl}: /rest/v1 → PostgREST, /functions/v1/{${functions.map((f) => f.name).join(',')}}`)
+    log(`gateway on ${apiUrl}: /rest/v1 → PostgREST, /functions/v1/{${functions.map((f) => f.name).join(',')}}, /usage/ → the usage page`)
     fs.writeFileSync(path.join(home, '.env'), formatEnv(env))
     log(`stack "${options.name}" up in ${((Date.now() - started) / 1000).toFixed(1)} s; logs in ${logDir}`)
-    return { env, home, primary, replica, restartPostgrest, stop }
+    return { env, home, usagePageUrl, primary, replica, restartPostgrest, stop }
   } catch (error) {
     await stop()
     throw error
