@@ -206,7 +206,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
         Object.entries(process.env).filter(([key, value]) => /^(TOLLGATE|STRIPE)_/.test(key) && value !== undefined),
       ) as Record<string, string>),
     }
-    if (!process.env.STRIPE_SECRET_KEY && !process.env.STRIPE_API_BASE) {
+    const realStripeKey = process.env.STRIPE_SECRET_KEY !== undefined && process.env.STRIPE_SECRET_KEY !== localFunctionSecrets.STRIPE_SECRET_KEY
+    if (!realStripeKey && !process.env.STRIPE_API_BASE) {
       stripeStandin = await startStripeStandin({ webhookUrl: () => `${apiUrl}/functions/v1/stripe-webhook`, webhookSecret: secrets.STRIPE_WEBHOOK_SECRET! })
       secrets.STRIPE_API_BASE = stripeStandin.url
     }
