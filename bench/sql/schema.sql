@@ -160,11 +160,13 @@ $$;
 -- requests. The scenario checks that both answer the same text and reports this one's time.
 create function bench.usage_stats_full_scan(p_org_id uuid, p_days integer)
 returns jsonb
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select jsonb_build_object(
+begin
+  -- plpgsql, as the old function was: its plan is made for this org's numbers.
+  return (select jsonb_build_object(
     'period_days', p_days,
     'total_calls', count(*),
     'successful_calls', count(*) filter (where r.success),
@@ -183,5 +185,6 @@ as $$
     ) t
   ), '[]'))
   from public.credit_requests r
-  where r.org_id = p_org_id and r.created_at > now() - make_interval(days => p_days)
+  where r.org_id = p_org_id and r.created_at > now() - make_interval(days => p_days));
+end
 $$;

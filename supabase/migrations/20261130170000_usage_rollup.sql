@@ -12,8 +12,9 @@
 -- The charge path writes nothing more. The ledger is the change stream: every change to a
 -- request's counted fields (its creation, its settlement, its refund) writes a ledger entry
 -- that names the request, in the same transaction. roll_up_credit_usage() (pg_cron, every
--- minute) folds the entries past the watermark into the rollup; a reader adds the entries
--- past the watermark itself (the tail), so its answer is exactly what a full scan of
+-- 10 seconds, or every minute with pg_cron < 1.5) folds the entries past the watermark into
+-- the rollup; a reader adds the entries past the watermark itself (the tail), so its answer
+-- is exactly what a full scan of
 -- credit_requests gives, however far behind the rollup is. How each entry counts is defined
 -- once, in the view private.credit_usage_deltas.
 --
@@ -108,12 +109,17 @@ comment on view private.credit_usage_deltas is
 -- Reading ----------------------------------------------------------------------------------------
 
 -- Usage of the org's requests created after p_since, per UTC day and operation, exactly as a
--- full scan of credit_requests would count it. The window is cut into pieces that each cost
--- O(buckets): the requests of the partial minute after p_since (read directly), whole minutes
--- up to the next hour, whole hours up to the next day, whole days from there (rollup rows up to
--- the watermark) and the ledger entries past the watermark. plpgsql so that its plan is
--- cached. Invoker: RLS limits every piece to the caller's orgs; callers check membership first
--- for a clear error.
+-- full scan of credit_requests would count it, from O(buckets) rows:
+--   * whole days from day rows; the partial day before them from hour rows, the partial hour
+--     before those from minute rows, the first partial minute from the requests themselves
+--     (as they are now), all rollup rows as of the watermark;
+--   * each partial piece is read from whichever side is smaller: the part inside the window,
+--     or its enclosing bucket minus the part outside (e.g. an hour row minus 12 minute rows
+--     instead of 48 minute rows), so at most 30 minutes, 12 hours and half a minute of calls;
+--   * plus the ledger entries past the watermark (the tail).
+-- Every subtraction stays inside one UTC day, so the per-day answer is exact too. plpgsql so
+-- that its plan is cached. Invoker: RLS limits every piece to the caller's orgs; callers check
+-- membership first for a clear error.
 create function private.usage_by_day(p_org_id uuid, p_since timestamptz)
 returns table (
   day date,
@@ -132,46 +138,74 @@ set search_path = ''
 as $$
 declare
   v_origin constant timestamptz := timestamptz '2000-01-01 00:00:00+00';
-  -- Bucket bounds: (p_since, v_minute) raw, [v_minute, v_hour) minute rows, [v_hour, v_day)
-  -- hour rows, [v_day, ∞) day rows.
-  v_minute timestamptz := date_bin('1 minute', p_since, v_origin) + interval '1 minute';
-  v_hour timestamptz := date_bin('1 hour', v_minute - interval '1 microsecond', v_origin) + interval '1 hour';
-  v_day timestamptz := date_bin('1 day', v_hour - interval '1 microsecond', v_origin) + interval '1 day';
+  -- The window (p_since, ∞) in buckets: (p_since, v_m1) the partial minute, [v_m1, v_h1) whole
+  -- minutes, [v_h1, v_d1) whole hours, [v_d1, ∞) whole days. v_m0, v_h0, v_d0: the minute, hour
+  -- and day that enclose the partial pieces.
+  v_m0 timestamptz := date_bin('1 minute', p_since, v_origin);
+  v_m1 timestamptz := v_m0 + interval '1 minute';
+  v_h1 timestamptz := date_bin('1 hour', v_m1 - interval '1 microsecond', v_origin) + interval '1 hour';
+  v_h0 timestamptz := v_h1 - interval '1 hour';
+  v_d1 timestamptz := date_bin('1 day', v_h1 - interval '1 microsecond', v_origin) + interval '1 day';
+  v_d0 timestamptz := v_d1 - interval '1 day';
+  -- Read the enclosing bucket minus the outside part where that is fewer rows.
+  v_minute_outside boolean := p_since - v_m0 < v_m1 - p_since;
+  v_hour_outside boolean := v_h1 > v_m1 and v_m1 - v_h0 < v_h1 - v_m1;
+  v_day_outside boolean := v_d1 > v_h1 and v_h1 - v_d0 < v_d1 - v_h1;
   v_watermark bigint := (select s.rolled_through from private.credit_usage_rollup_state s);
 begin
   return query
   with pieces as (
-    -- The partial minute after p_since: its requests as they are now.
-    select r.created_at as at, r.operation, 1::bigint as calls,
-           (r.success is true)::int::bigint as successful_calls, (r.success is false)::int::bigint as failed_calls,
-           r.charged - r.refunded as credits_used,
-           coalesce(r.latency_ms, 0)::bigint as latency_ms_sum, (r.latency_ms is not null)::int::bigint as latency_count
-    from public.credit_requests r
-    where r.org_id = p_org_id and r.created_at > p_since and r.created_at < v_minute
+    -- The partial minute, as the requests are now: inside the window, or (subtracted) outside it.
+    select r.created_at as at, r.operation, s.sign * 1::bigint as calls,
+           s.sign * (r.success is true)::int::bigint as successful_calls, s.sign * (r.success is false)::int::bigint as failed_calls,
+           s.sign * (r.charged - r.refunded) as credits_used,
+           s.sign * coalesce(r.latency_ms, 0)::bigint as latency_ms_sum, s.sign * (r.latency_ms is not null)::int::bigint as latency_count
+    from (select case when v_minute_outside then -1 else 1 end as sign) s
+    join public.credit_requests r on r.org_id = p_org_id
+      -- (p_since, v_m1) or [v_m0, p_since]; timestamps count microseconds
+      and r.created_at >= case when v_minute_outside then v_m0 else p_since + interval '1 microsecond' end
+      and r.created_at < case when v_minute_outside then p_since + interval '1 microsecond' else v_m1 end
     union all
-    select u.bucket_start, u.operation, u.calls, u.successful_calls, u.failed_calls, u.credits_used, u.latency_ms_sum, u.latency_count
-    from public.credit_usage_rollup u
-    where u.org_id = p_org_id and u.grain = 'minute' and u.bucket_start >= v_minute and u.bucket_start < v_hour
+    -- Rollup rows: [from, to) of a grain, added or subtracted.
+    select u.bucket_start, u.operation, b.sign * u.calls, b.sign * u.successful_calls, b.sign * u.failed_calls,
+           b.sign * u.credits_used, b.sign * u.latency_ms_sum, b.sign * u.latency_count
+    from (values
+      -- the enclosing minute of the partial one, when it is read from outside
+      ('minute', v_m0, case when v_minute_outside then v_m1 else v_m0 end, 1),
+      -- whole minutes up to the hour: [v_m1, v_h1), or the hour minus [v_h0, v_m1)
+      ('minute', v_m1, case when v_hour_outside then v_m1 else v_h1 end, 1),
+      ('minute', v_h0, case when v_hour_outside then v_m1 else v_h0 end, -1),
+      ('hour', v_h0, case when v_hour_outside then v_h1 else v_h0 end, 1),
+      -- whole hours up to the day: [v_h1, v_d1), or the day minus [v_d0, v_h1)
+      ('hour', v_h1, case when v_day_outside then v_h1 else v_d1 end, 1),
+      ('hour', v_d0, case when v_day_outside then v_h1 else v_d0 end, -1),
+      ('day', v_d0, case when v_day_outside then v_d1 else v_d0 end, 1),
+      -- whole days
+      ('day', v_d1, 'infinity'::timestamptz, 1)
+    ) b (grain, from_at, to_at, sign)
+    -- One primary-key range scan per line, never a scan of all the org's rows (offset 0 keeps
+    -- the planner from flattening the lateral subquery into a hash join).
+    cross join lateral (
+      select * from public.credit_usage_rollup x
+      where x.org_id = p_org_id and x.grain = b.grain and x.bucket_start >= b.from_at and x.bucket_start < b.to_at
+      offset 0
+    ) u
     union all
-    select u.bucket_start, u.operation, u.calls, u.successful_calls, u.failed_calls, u.credits_used, u.latency_ms_sum, u.latency_count
-    from public.credit_usage_rollup u
-    where u.org_id = p_org_id and u.grain = 'hour' and u.bucket_start >= v_hour and u.bucket_start < v_day
-    union all
-    select u.bucket_start, u.operation, u.calls, u.successful_calls, u.failed_calls, u.credits_used, u.latency_ms_sum, u.latency_count
-    from public.credit_usage_rollup u
-    where u.org_id = p_org_id and u.grain = 'day' and u.bucket_start >= v_day
-    union all
-    -- The tail: ledger entries the rollup has not folded in yet.
+    -- The tail: ledger entries the rollup has not folded in yet, for every request the rollup
+    -- rows above count (from the partial minute's start when it is read from outside).
     select d.called_at, d.operation, d.calls::bigint, d.successful_calls::bigint, d.failed_calls::bigint, d.credits_used,
            d.latency_ms_sum::bigint, d.latency_count::bigint
     from private.credit_usage_deltas d
-    where d.org_id = p_org_id and d.ledger_id > v_watermark and d.called_at >= v_minute
+    where d.org_id = p_org_id and d.ledger_id > v_watermark
+      and d.called_at >= case when v_minute_outside then v_m0 else v_m1 end
   )
   select (p.at at time zone 'UTC')::date, p.operation,
          sum(p.calls)::bigint, sum(p.successful_calls)::bigint, sum(p.failed_calls)::bigint, sum(p.credits_used)::bigint,
          sum(p.latency_ms_sum)::bigint, sum(p.latency_count)::bigint
   from pieces p
-  group by 1, 2;
+  group by 1, 2
+  -- A subtracted bucket can leave an operation with nothing in the window.
+  having sum(p.calls) <> 0;
 end
 $$;
 
@@ -400,7 +434,7 @@ $$;
 revoke all on function public.roll_up_credit_usage(integer, integer) from public;
 grant execute on function public.roll_up_credit_usage(integer, integer) to service_role;
 comment on function public.roll_up_credit_usage(integer, integer) is
-  'Cron (every minute) / service_role: fold up to p_batch_size ledger entries into the usage rollup (waiting up to p_wait_ms for open transactions); returns how many. Errors: invalid_batch_size, invalid_wait 22023, invalid_isolation 25000.';
+  'Cron (every 10 s; every minute with pg_cron < 1.5) / service_role: fold up to p_batch_size ledger entries into the usage rollup (waiting up to p_wait_ms for open transactions); returns how many. Errors: invalid_batch_size, invalid_wait 22023, invalid_isolation 25000.';
 
 -- Builds the rollup from scratch from credit_requests (each request as it is now, which is the
 -- sum of its ledger entries' deltas) and sets the watermark to the newest ledger id. Takes
@@ -444,6 +478,15 @@ comment on function private.rebuild_credit_usage_rollup() is
 
 select private.rebuild_credit_usage_rollup();
 
--- Every minute (pg_cron 1.4 schedules by the minute; with pg_cron >= 1.5, as on hosted
--- Supabase, '10 seconds' keeps the tail shorter). cron.schedule upserts by name.
-select cron.schedule('tollgate-roll-up-credit-usage', '* * * * *', 'select public.roll_up_credit_usage(100000)');
+-- As often as pg_cron allows, so the tail a reader adds stays short: every 10 seconds with
+-- pg_cron >= 1.5 (hosted Supabase; at 10M calls a month the tail is then about 40 ledger
+-- entries), every minute with older pg_cron (Debian's 1.4, the local stack). Reads are exact
+-- either way. cron.schedule upserts by name.
+do $$
+begin
+  perform cron.schedule('tollgate-roll-up-credit-usage',
+    case when (select (regexp_match(e.extversion, '^(\d+)\.(\d+)'))::int[] >= array[1, 5] from pg_extension e where e.extname = 'pg_cron')
+         then '10 seconds' else '* * * * *' end,
+    'select public.roll_up_credit_usage(100000, 1000)');
+end
+$$;
