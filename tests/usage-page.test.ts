@@ -192,7 +192,7 @@ describe('usage page in Chromium', { timeout: 90_000 }, () => {
     const before = digits(await page.getByTestId('available').textContent())
     await page.getByLabel('Credits to buy').fill('1200')
     await page.getByRole('button', { name: 'Buy credits' }).click()
-    await page.waitForURL(/\/checkout\/cs_test_local_/)
+    await page.waitForURL(/\/stripe-checkout\/cs_test_local_/)
     expect(await page.textContent('body')).toContain('1200 credits')
     await page.getByRole('button', { name: /^Pay/ }).click()
     await page.waitForURL(/checkout=success/)

@@ -7,7 +7,7 @@ export interface GatewayRoutes {
   /** function name → local port and whether the gateway verifies the caller's JWT first */
   functions: Map<string, { port: number; verifyJwt: boolean }>
   jwtSecret: string
-  /** Static pages by mount point (e.g. `/usage` → the usage page); the handler gets the path below it. */
+  /** Handlers by mount point (`/usage` → the usage page, `/v1` → the Stripe stand-in, ...); a handler gets the path below its mount. */
   pages?: Map<string, (req: http.IncomingMessage, res: http.ServerResponse, subpath: string) => void>
 }
 

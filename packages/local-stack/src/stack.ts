@@ -15,7 +15,7 @@ import { startPostgrest } from './postgrest.ts'
 import { freePort, runChecked, stopChild } from './process.ts'
 import { subscriptionName, syncReplica } from './replica.ts'
 import { ensureSystemPackages } from './system.ts'
-import { startStripeStandin, type StripeStandin } from './stripe-standin.ts'
+import { createStripeStandin, type StripeStandin } from './stripe-standin.ts'
 import { buildUsagePage, usagePageHandler, watchUsagePage } from '@tollgate/usage-page'
 
 /**
@@ -144,7 +144,6 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     await new Promise<void>((resolve) => (gateway ? gateway.close(() => resolve()) : resolve()))
     gateway?.closeAllConnections()
     await Promise.all([...children, ...functions.map((f) => f.child)].map((child) => stopChild(child)))
-    await stripeStandin?.close()
     await pageWatch?.stop()
     await replica.stop().catch((error) => log(`replica: ${(error as Error).message}`))
     await primary.stop().catch((error) => log(`primary: ${(error as Error).message}`))
@@ -208,8 +207,9 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     }
     const realStripeKey = process.env.STRIPE_SECRET_KEY !== undefined && process.env.STRIPE_SECRET_KEY !== localFunctionSecrets.STRIPE_SECRET_KEY
     if (!realStripeKey && !process.env.STRIPE_API_BASE) {
-      stripeStandin = await startStripeStandin({ webhookUrl: () => `${apiUrl}/functions/v1/stripe-webhook`, webhookSecret: secrets.STRIPE_WEBHOOK_SECRET! })
-      secrets.STRIPE_API_BASE = stripeStandin.url
+      // Served by the gateway below (its own port: no second listener to race for one).
+      stripeStandin = createStripeStandin({ baseUrl: apiUrl, webhookUrl: `${apiUrl}/functions/v1/stripe-webhook`, webhookSecret: secrets.STRIPE_WEBHOOK_SECRET! })
+      secrets.STRIPE_API_BASE = apiUrl
     }
     functions = await startFunctions(discoverFunctions(), { env: { ...secrets, ...env }, logDir, denoDir, watch: options.watch })
 
@@ -229,7 +229,10 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
         postgrestPort,
         functions: new Map(functions.map((f) => [f.name, { port: f.port, verifyJwt: f.verifyJwt }])),
         jwtSecret,
-        pages: new Map([['/usage', usagePageHandler(pageDir, pageConfig)]]),
+        pages: new Map([
+          ['/usage', usagePageHandler(pageDir, pageConfig)],
+          ...(stripeStandin ? ([['/v1', stripeStandin.api], ['/stripe-checkout', stripeStandin.pages]] as const) : []),
+        ]),
       },
       options.ports.api,
     ).catch((error: NodeJS.ErrnoException) => {

@@ -446,7 +446,7 @@ function grantsView(d: OrgData): TemplateResult {
         ${d.grants.map((g) => html`<li>
           <span class="grant-head"><strong>${g.source}</strong> ${status(g)}</span>
           <span>${fmt.credits(g.remaining)} of ${fmt.credits(g.amount)} remaining</span>
-          <span class="hint">${g.status === 'expired' ? `expired ${fmt.date(g.expiredAt ?? g.expiresAt!)}` : g.expiresAt ? `expires ${expiry(g)}` : 'no expiry'}</span>
+          <span class="hint">${g.status === 'expired' ? `expired ${fmt.date(g.expiresAt ?? g.expiredAt!)}` : g.expiresAt ? `expires ${expiry(g)}` : 'no expiry'}</span>
         </li>`)}
       </ul>
     </section>`
