@@ -21,6 +21,8 @@ export const special = {
   gateLarge: 900_000_003,
   ledgerSmall: 900_000_004,
   ledgerBig: 900_000_005,
+  usageSmall: 900_000_006,
+  usageBig: 900_000_007,
 } as const
 
 export const priceOperation = 'bench_op'

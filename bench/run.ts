@@ -22,6 +22,7 @@ import { gateQuery } from './scenarios/gate.ts'
 import { balanceVsLedger } from './scenarios/balance.ts'
 import { maintenance } from './scenarios/maintenance.ts'
 import { httpConsume, pluginGate, stopPluginProcesses } from './scenarios/http.ts'
+import { usageStats } from './scenarios/usage.ts'
 import type { ScenarioOutput } from './lib/context.ts'
 
 interface Scenario {
@@ -40,6 +41,7 @@ const scenarios: Scenario[] = [
   { id: '8', title: 'POST /functions/v1/updates gated vs ungated', run: pluginGate },
   { id: '4', title: 'plugin gate query vs Capgo v2 balances view', run: gateQuery },
   { id: '5', title: 'get_credit_balance, 1k vs big ledger', run: balanceVsLedger },
+  { id: '9', title: 'get_usage_stats(30), 1k vs 10M calls', run: usageStats },
   { id: '6', title: 'flag refresh and grant expiry over many orgs', run: maintenance },
 ]
 

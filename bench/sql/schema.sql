@@ -155,3 +155,36 @@ begin
     'balance_before', r.balance_before, 'balance_after', r.balance_after, 'replayed', false));
 end
 $$;
+
+-- Scenario 9's reference: get_usage_stats as it was before the rollup, a full scan of the org's
+-- requests. The scenario checks that both answer the same text and reports this one's time.
+create function bench.usage_stats_full_scan(p_org_id uuid, p_days integer)
+returns jsonb
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  -- plpgsql, as the old function was: its plan is made for this org's numbers.
+  return (select jsonb_build_object(
+    'period_days', p_days,
+    'total_calls', count(*),
+    'successful_calls', count(*) filter (where r.success),
+    'failed_calls', count(*) filter (where not r.success),
+    'total_credits_used', coalesce(sum(r.charged - r.refunded), 0),
+    'avg_latency_ms', coalesce(round(avg(r.latency_ms), 2), 0)
+  ) || jsonb_build_object('top_operations', coalesce((
+    select jsonb_agg(jsonb_build_object('operation', t.operation, 'calls', t.calls, 'credits', t.credits) order by t.calls desc, t.operation)
+    from (
+      select r2.operation, count(*) as calls, coalesce(sum(r2.charged - r2.refunded), 0) as credits
+      from public.credit_requests r2
+      where r2.org_id = p_org_id and r2.created_at > now() - make_interval(days => p_days)
+      group by r2.operation
+      order by calls desc, r2.operation
+      limit 10
+    ) t
+  ), '[]'))
+  from public.credit_requests r
+  where r.org_id = p_org_id and r.created_at > now() - make_interval(days => p_days));
+end
+$$;

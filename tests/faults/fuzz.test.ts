@@ -59,6 +59,7 @@ const rpcs: Record<string, string[]> = {
   consume_credits: ['p_operation', 'p_request_id', 'p_quantity', 'p_org_id', 'p_metadata'],
   get_credit_balance: ['p_org_id'],
   get_usage_stats: ['p_days', 'p_org_id'],
+  get_daily_usage: ['p_days', 'p_org_id'],
   create_workflow: ['p_name', 'p_description', 'p_specification', 'p_priority', 'p_request_id', 'p_org_id'],
   execute_workflow: ['p_workflow_id', 'p_input', 'p_request_id'],
   list_my_orgs: [],

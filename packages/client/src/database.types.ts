@@ -323,6 +323,26 @@ isOneToOne: false
       referencedColumns: ["id"]
     }
                   ]
+                },"credit_usage_rollup": {
+                  Row: {
+                    "bucket_start": string,"calls": number,"credits_used": number,"failed_calls": number,"grain": string,"latency_count": number,"latency_ms_sum": number,"operation": string,"org_id": string,"successful_calls": number
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "bucket_start": string,"calls"?: number,"credits_used"?: number,"failed_calls"?: number,"grain": string,"latency_count"?: number,"latency_ms_sum"?: number,"operation": string,"org_id": string,"successful_calls"?: number
+                  }
+                  Update: {
+                    "bucket_start"?: string,"calls"?: number,"credits_used"?: number,"failed_calls"?: number,"grain"?: string,"latency_count"?: number,"latency_ms_sum"?: number,"operation"?: string,"org_id"?: string,"successful_calls"?: number
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "credit_usage_rollup_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "orgs"
+      referencedColumns: ["id"]
+    }
+                  ]
                 },"device_events": {
                   Row: {
                     "action": string,"app_id": string,"created_at": string,"device_id": string,"id": number,"is_emulator": boolean,"is_prod": boolean,"platform": string,"plugin_version": string,"version_build": string,"version_name": string
@@ -603,6 +623,9 @@ isOneToOne: false
 "get_credit_balance":
 { Args: { "p_org_id"?: string }; Returns: Json
                            },
+"get_daily_usage":
+{ Args: { "p_days"?: number,"p_org_id"?: string }; Returns: Json
+                           },
 "get_usage_stats":
 { Args: { "p_days"?: number,"p_org_id"?: string }; Returns: Json
                            },
@@ -652,6 +675,9 @@ isOneToOne: false
                            },
 "revoke_credits":
 { Args: { "p_amount": number,"p_external_ref": string,"p_grant_id"?: string,"p_org_id": string,"p_reason": string }; Returns: Json
+                           },
+"roll_up_credit_usage":
+{ Args: { "p_batch_size"?: number,"p_wait_ms"?: number }; Returns: number
                            },
 "set_alert_webhook":
 { Args: { "p_org_id"?: string,"p_url": string }; Returns: Json

@@ -7,11 +7,13 @@ import { retryPolicy, runWithRetry, type RetryOptions } from './retry.ts'
 import {
   toBalance,
   toChargeResult,
+  toDailyUsage,
   toGrant,
   toLedgerEntry,
   toUsageStats,
   type Balance,
   type ChargeResult,
+  type DailyUsage,
   type Grant,
   type GrantStatus,
   type JsonObject,
@@ -69,6 +71,8 @@ export interface TollgateClient {
   consume(options: ConsumeOptions): Promise<ChargeResult>
   /** get_usage_stats over the last `days` (1..366, default 30). */
   usageStats(options?: { days?: number; orgId?: string }): Promise<UsageStats>
+  /** get_daily_usage: calls and credits per UTC day and operation over the last `days` calendar days (1..366, default 30). */
+  dailyUsage(options?: { days?: number; orgId?: string }): Promise<DailyUsage>
   /** One page of the org's ledger, newest first (keyset on id). */
   ledger(options?: LedgerOptions): Promise<LedgerPage>
   /** The org's grants, newest first. */
@@ -102,6 +106,11 @@ export function createTollgateClient(supabase: AnySupabaseClient, options: Tollg
     async usageStats({ days, orgId } = {}) {
       const data = await runWithRetry('get_usage_stats', () => db.rpc('get_usage_stats', { p_days: days, p_org_id: orgId }), policy)
       return toUsageStats(data)
+    },
+
+    async dailyUsage({ days, orgId } = {}) {
+      const data = await runWithRetry('get_daily_usage', () => db.rpc('get_daily_usage', { p_days: days, p_org_id: orgId }), policy)
+      return toDailyUsage(data)
     },
 
     async ledger({ orgId, limit = 50, before = null } = {}) {

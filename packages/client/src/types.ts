@@ -24,6 +24,8 @@ export interface Balance {
   nextExpiryAt: string | null
   /** Credits that expire then, or null. */
   nextExpiryAmount: number | null
+  /** Credits used beyond the balance, present only when get_credit_balance reports it (it does not yet). */
+  overage?: number
 }
 
 /** What consume, reserve, capture, release and refund answer (first time and on replay). */
@@ -56,6 +58,23 @@ export interface UsageStats {
   totalCreditsUsed: number
   avgLatencyMs: number
   topOperations: Array<{ operation: string; calls: number; credits: number }>
+}
+
+/** get_daily_usage: usage per UTC day and operation (only days and operations with calls). */
+export interface DailyUsage {
+  periodDays: number
+  /** First and last day of the period (YYYY-MM-DD, UTC); `to` is today. */
+  from: string
+  to: string
+  days: Array<{
+    day: string
+    operation: string
+    calls: number
+    successfulCalls: number
+    failedCalls: number
+    /** Net of refunds. */
+    creditsUsed: number
+  }>
 }
 
 export interface LedgerEntry {
@@ -143,6 +162,7 @@ export function toBalance(data: unknown): Balance {
     held: num(r.held),
     nextExpiryAt: strOrNull(r.next_expiry_at),
     nextExpiryAmount: numOrNull(r.next_expiry_amount),
+    ...(r.overage === undefined || r.overage === null ? {} : { overage: num(r.overage) }),
   }
 }
 
@@ -175,6 +195,24 @@ export function toUsageStats(data: unknown): UsageStats {
     totalCreditsUsed: num(r.total_credits_used),
     avgLatencyMs: num(r.avg_latency_ms),
     topOperations: top.map((t) => ({ operation: String(t.operation), calls: num(t.calls), credits: num(t.credits) })),
+  }
+}
+
+export function toDailyUsage(data: unknown): DailyUsage {
+  const r = asRow(data)
+  const days = Array.isArray(r.days) ? (r.days as Row[]) : []
+  return {
+    periodDays: num(r.period_days),
+    from: String(r.from),
+    to: String(r.to),
+    days: days.map((d) => ({
+      day: String(d.day),
+      operation: String(d.operation),
+      calls: num(d.calls),
+      successfulCalls: num(d.successful_calls),
+      failedCalls: num(d.failed_calls),
+      creditsUsed: num(d.credits_used),
+    })),
   }
 }
 

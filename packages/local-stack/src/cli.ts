@@ -119,8 +119,10 @@ async function printEnv(stack: RunningStack): Promise<void> {
       DEMO_USER_ID: demoUser.id,
       DEMO_USER_EMAIL: demoUser.email,
       DEMO_USER_JWT: await demoUserJwt(env),
+      USAGE_PAGE_URL: stack.usagePageUrl,
     }),
   )
+  log(`usage page: ${stack.usagePageUrl} (sign in as the demo user there)`)
   log(`the same values under the names tests and functions read: ${path.join(stack.home, '.env')}`)
 }
 

@@ -7,6 +7,8 @@ export interface GatewayRoutes {
   /** function name → local port and whether the gateway verifies the caller's JWT first */
   functions: Map<string, { port: number; verifyJwt: boolean }>
   jwtSecret: string
+  /** Handlers by mount point (`/usage` → the usage page, `/v1` → the Stripe stand-in, ...); a handler gets the path below its mount. */
+  pages?: Map<string, (req: http.IncomingMessage, res: http.ServerResponse, subpath: string) => void>
 }
 
 const json = (res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}) => {
@@ -55,10 +57,18 @@ export function startGateway(routes: GatewayRoutes, port: number): Promise<http.
       return proxy(req, res, target.port, `/${name}${rest}`, url.search, req.headers)
     }
 
+    for (const [mount, page] of routes.pages ?? []) {
+      if (url.pathname === mount) {
+        res.writeHead(301, { location: `${mount}/${url.search}` })
+        return void res.end()
+      }
+      if (url.pathname.startsWith(`${mount}/`)) return page(req, res, url.pathname.slice(mount.length))
+    }
+
     if (url.pathname.startsWith('/auth/v1')) {
       return json(res, 501, { message: 'GoTrue is not part of the docker-free local stack: mint user JWTs with the JWT secret (see packages/local-stack/README.md)' })
     }
-    json(res, 404, { message: 'no route: the local gateway serves /rest/v1 and /functions/v1' })
+    json(res, 404, { message: `no route: the local gateway serves /rest/v1, /functions/v1${[...(routes.pages?.keys() ?? [])].map((m) => `, ${m}/`).join('')}` })
   })
   return new Promise((resolve, reject) => {
     server.once('error', reject)

@@ -6,7 +6,7 @@ import { log } from './log.ts'
 import { denoConfig, denoEnv } from './functions.ts'
 import { functionsDir, repoRoot, stateRoot } from './paths.ts'
 import { freePorts, startStack, type RunningStack, type StackEnv } from './stack.ts'
-import { ensureSystemPackages } from './system.ts'
+import { ensureChromium, ensureSystemPackages } from './system.ts'
 
 interface SuiteResult {
   suite: string
@@ -50,6 +50,8 @@ export async function runTests(
   suites: Array<'pgtap' | 'main' | 'faults' | 'deno' | 'lint' | 'advisors'> = ['pgtap', 'main', 'faults', 'deno', 'lint', 'advisors'],
 ): Promise<number> {
   await ensureSystemPackages()
+  // The usage page's browser tests (in the main vitest suite) drive Debian's Chromium.
+  if (suites.includes('main')) await ensureChromium()
   const given = requiredEnv.filter((key) => process.env[key])
   let stack: RunningStack | undefined
   let env: TestEnv

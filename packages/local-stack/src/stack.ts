@@ -15,6 +15,8 @@ import { startPostgrest } from './postgrest.ts'
 import { freePort, runChecked, stopChild } from './process.ts'
 import { subscriptionName, syncReplica } from './replica.ts'
 import { ensureSystemPackages } from './system.ts'
+import { createStripeStandin, type StripeStandin } from './stripe-standin.ts'
+import { buildUsagePage, usagePageHandler, watchUsagePage } from '@tollgate/usage-page'
 
 /**
  * The platform baseline is applied to a new cluster, and again only when the baseline file
@@ -78,6 +80,8 @@ export interface RunningStack {
    */
   superuserDbUrl: string
   home: string
+  /** The usage page, served by the gateway. */
+  usagePageUrl: string
   primary: Cluster
   replica: Cluster
   /** Fault injection: stop PostgREST (clients get 502 from the gateway meanwhile) and start it again. */
@@ -87,17 +91,17 @@ export interface RunningStack {
 
 /**
  * Function secrets the local stack sets unless the environment has its own: Stripe test
- * values (the webhook secret is what tests sign their payloads with), and Stripe's API pointed
- * at a closed local port, so nothing a local stack does ever reaches a real Stripe (export
- * STRIPE_API_BASE=https://api.stripe.com, with your own test key, to use Stripe's test mode).
+ * values (the webhook secret is what tests sign their payloads with; Stripe's API is the
+ * stack's own stand-in unless a real key is exported, see startStack).
  */
 export const localFunctionSecrets: Record<string, string> = {
   STRIPE_SECRET_KEY: 'sk_test_tollgate_local',
   STRIPE_WEBHOOK_SECRET: 'whsec_tollgate_local',
-  STRIPE_API_BASE: 'http://127.0.0.1:9',
   // Local development only: the outbound guard also allows http://127.0.0.1:<port> (the tests'
   // local receivers and backends). The database half is turned on by supabase/seed.sql.
   TOLLGATE_OUTBOUND_ALLOW_LOCAL_HTTP: 'true',
+  // The usage page's "Buy credits": one credit for one cent.
+  TOLLGATE_CHECKOUT_CENTS_PER_CREDIT: '1',
 }
 
 /** Demo user created by supabase/seed.sql. */
@@ -166,11 +170,14 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   const children: ChildProcess[] = []
   let functions: RunningFunction[] = []
   let gateway: http.Server | undefined
+  let stripeStandin: StripeStandin | undefined
+  let pageWatch: { stop(): Promise<void> } | undefined
 
   const stop = async ({ destroy = false } = {}) => {
     await new Promise<void>((resolve) => (gateway ? gateway.close(() => resolve()) : resolve()))
     gateway?.closeAllConnections()
     await Promise.all([...children, ...functions.map((f) => f.child)].map((child) => stopChild(child)))
+    await pageWatch?.stop()
     await replica.stop().catch((error) => log(`replica: ${(error as Error).message}`))
     await primary.stop().catch((error) => log(`primary: ${(error as Error).message}`))
     if (destroy) {
@@ -223,20 +230,45 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     const superuserDbUrl = primary.superuserUrl()
 
     const denoDir = path.join(stateRoot, 'deno-cache')
+    const usagePageUrl = `${apiUrl}/usage/`
     // Function secrets (TOLLGATE_*, STRIPE_*) pass through from our environment, as `supabase
-    // secrets set` provides them on hosted Supabase; Stripe gets local test values by default.
-    const secrets = {
+    // secrets set` provides them on hosted Supabase; Stripe gets local test values by default,
+    // and, unless a real key is given, a local stand-in for its API: nothing leaves this machine.
+    const secrets: Record<string, string> = {
       ...localFunctionSecrets,
+      TOLLGATE_USAGE_PAGE_URL: usagePageUrl,
       ...(Object.fromEntries(
         Object.entries(process.env).filter(([key, value]) => /^(TOLLGATE|STRIPE)_/.test(key) && value !== undefined),
       ) as Record<string, string>),
     }
+    const realStripeKey = process.env.STRIPE_SECRET_KEY !== undefined && process.env.STRIPE_SECRET_KEY !== localFunctionSecrets.STRIPE_SECRET_KEY
+    if (!realStripeKey && !process.env.STRIPE_API_BASE) {
+      // Served by the gateway below (its own port: no second listener to race for one).
+      stripeStandin = createStripeStandin({ baseUrl: apiUrl, webhookUrl: `${apiUrl}/functions/v1/stripe-webhook`, webhookSecret: secrets.STRIPE_WEBHOOK_SECRET! })
+      secrets.STRIPE_API_BASE = apiUrl
+    }
     functions = await startFunctions(discoverFunctions(), { env: { ...secrets, ...env }, logDir, denoDir, watch: options.watch })
+
+    // The usage page, built into this stack's folder and served by the gateway under /usage/.
+    const pageDir = path.join(home, 'usage-page')
+    if (options.watch) pageWatch = await watchUsagePage(pageDir, (message) => log(message))
+    else await buildUsagePage(pageDir)
+    const pageConfig = {
+      supabaseUrl: apiUrl,
+      anonKey: env.SUPABASE_ANON_KEY,
+      auth: 'local' as const,
+      ...(options.seed ? { demoToken: await demoUserJwt(env), demoEmail: demoUser.email } : {}),
+      pollSeconds: 5,
+    }
     gateway = await startGateway(
       {
         postgrestPort,
         functions: new Map(functions.map((f) => [f.name, { port: f.port, verifyJwt: f.verifyJwt }])),
         jwtSecret,
+        pages: new Map([
+          ['/usage', usagePageHandler(pageDir, pageConfig)],
+          ...(stripeStandin ? ([['/v1', stripeStandin.api], ['/stripe-checkout', stripeStandin.pages]] as const) : []),
+        ]),
       },
       options.ports.api,
     ).catch((error: NodeJS.ErrnoException) => {
@@ -244,10 +276,10 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
         ? new Error(`port ${options.ports.api} (API gateway) is taken by another process: stop it, or set TOLLGATE_API_PORT`)
         : error
     })
-    log(`gateway on ${apiUrl}: /rest/v1 → PostgREST, /functions/v1/{${functions.map((f) => f.name).join(',')}}`)
+    log(`gateway on ${apiUrl}: /rest/v1 → PostgREST, /functions/v1/{${functions.map((f) => f.name).join(',')}}, /usage/ → the usage page`)
     fs.writeFileSync(path.join(home, '.env'), formatEnv({ ...env, TOLLGATE_SUPERUSER_DB_URL: superuserDbUrl }))
     log(`stack "${options.name}" up in ${((Date.now() - started) / 1000).toFixed(1)} s; logs in ${logDir}`)
-    return { env, superuserDbUrl, home, primary, replica, restartPostgrest, stop }
+    return { env, superuserDbUrl, home, usagePageUrl, primary, replica, restartPostgrest, stop }
   } catch (error) {
     await stop()
     throw error

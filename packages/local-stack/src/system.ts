@@ -34,3 +34,22 @@ export async function ensureSystemPackages(): Promise<void> {
   await runChecked('apt-get update', 'apt-get', ['update', '-q'], { env })
   await runChecked(`apt-get install ${missing.join(' ')}`, 'apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env })
 }
+
+/** Debian's Chromium, which the browser tests drive (nothing downloads a browser). */
+export const chromiumPath = process.env.TOLLGATE_CHROMIUM ?? '/usr/bin/chromium'
+
+/**
+ * The browser tests need Debian's `chromium` package: installed with apt when we are root,
+ * otherwise a stop with the exact command (TOLLGATE_CHROMIUM names another Chromium binary).
+ */
+export async function ensureChromium(): Promise<string> {
+  if (fs.existsSync(chromiumPath)) return chromiumPath
+  if (process.env.TOLLGATE_CHROMIUM || !isRoot()) {
+    throw new StackError(`Chromium not found at ${chromiumPath}: install it with: sudo apt-get install -y chromium (or set TOLLGATE_CHROMIUM to a Chromium binary)`)
+  }
+  log('installing Debian package: chromium (for the browser tests)')
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+  await runChecked('apt-get update', 'apt-get', ['update', '-q'], { env })
+  await runChecked('apt-get install chromium', 'apt-get', ['install', '-y', '-q', '--no-install-recommends', 'chromium'], { env })
+  return chromiumPath
+}

@@ -145,7 +145,13 @@ insert into expected_functions values
   ('public.reserve_meter_request(p_org_id uuid, p_user_id uuid, p_operation text, p_request_id text, p_quantity integer, p_ttl_seconds integer, p_fingerprint bytea)',
                                                                                                  true,    '{service_role}'),
   ('public.settle_meter_request(p_org_id uuid, p_request_id text, p_capture boolean, p_result jsonb, p_status integer, p_content_type text, p_body bytea)',
-                                                                                                 true,    '{service_role}');
+                                                                                                 true,    '{service_role}'),
+  -- usage rollup (20261130170000_usage_rollup.sql)
+  ('private.usage_by_day(p_org_id uuid, p_since timestamp with time zone)',                      false,   '{authenticated}'),
+  ('public.get_daily_usage(p_days integer, p_org_id uuid)',                                      false,   '{authenticated}'),
+  ('private.fold_usage_deltas(p_from bigint, p_through bigint)',                                 false,   '{}'),
+  ('public.roll_up_credit_usage(p_batch_size integer, p_wait_ms integer)',                       true,    '{service_role}'),
+  ('private.rebuild_credit_usage_rollup()',                                                      false,   '{}');
 
 create temporary view actual_functions as
 select
