@@ -257,7 +257,7 @@ describe('bodies: bytes in, bytes out, exactly', () => {
 })
 
 describe('idempotency: one key, one request, one caller', () => {
-  it('answers 409 idempotency_conflict for a changed body, quantity or operation under the same key, before anything else', async () => {
+  it('answers 409 idempotency_conflict for a changed body, content type, quantity or operation under the same key, before anything else', async () => {
     const first = await callMeter(op('ok'), 'changed-1', { q: 'first' })
     expect(first.status).toBe(200)
     const before = await available()
@@ -268,6 +268,9 @@ describe('idempotency: one key, one request, one caller', () => {
     expect(quantity).toMatchObject({ status: 409, body: { error: 'idempotency_conflict' }, charged: '0', remaining: String(before) })
     const otherOperation = await callMeter(op('bad'), 'changed-1', { q: 'first' })
     expect(otherOperation).toMatchObject({ status: 409, body: { error: 'idempotency_conflict' }, charged: '0' })
+    // The content type is forwarded to the backend: another one is another request.
+    const otherType = await callMeter(op('ok'), 'changed-1', { q: 'first' }, { contentType: 'text/plain' })
+    expect(otherType).toMatchObject({ status: 409, body: { error: 'idempotency_conflict' }, charged: '0' })
     // The same request still replays.
     const same = await callMeter(op('ok'), 'changed-1', { q: 'first' })
     expect(same).toMatchObject({ status: 200, body: { echo: { q: 'first' } }, replay: 'true', charged: String(price) })

@@ -71,8 +71,9 @@ const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
  * (query) and the body bytes. The operation cannot contain a newline, so the encoding is
  * unambiguous.
  */
-export async function requestFingerprint(operation: string, quantity: number, body: Uint8Array): Promise<Uint8Array> {
-  const head = new TextEncoder().encode(`POST /meter/${operation}?quantity=${quantity}\n`)
+export async function requestFingerprint(operation: string, quantity: number, contentType: string, body: Uint8Array): Promise<Uint8Array> {
+  // The content type is forwarded to the backend, so it is part of what the request means.
+  const head = new TextEncoder().encode(`POST /meter/${operation}?quantity=${quantity}\ncontent-type: ${contentType}\n`)
   const data = new Uint8Array(head.byteLength + body.byteLength)
   data.set(head)
   data.set(body, head.byteLength)
@@ -128,7 +129,8 @@ export function createMeterHandler(store: MeterStore, fetchImpl: typeof fetch = 
     if (!backend) throw new HttpError(404, 'unknown_operation', `no metered operation ${operation}`)
     const payload = await readCapped(req.body, maxBodyBytes, req.headers.get('content-length'))
     if (!payload) throw new HttpError(413, 'request_too_large', `the request body is larger than ${maxBodyBytes} bytes`, { limit_bytes: maxBodyBytes })
-    const fingerprint = await requestFingerprint(operation, quantity, payload)
+    const contentType = req.headers.get('content-type') ?? 'application/octet-stream'
+    const fingerprint = await requestFingerprint(operation, quantity, contentType, payload)
 
     // Another caller's key, a changed request (409) or too few credits (402): refused here,
     // before the backend is called. Those refusals come after the membership check.
@@ -170,7 +172,7 @@ export function createMeterHandler(store: MeterStore, fetchImpl: typeof fetch = 
         method: 'POST',
         body: payload,
         headers: {
-          'content-type': req.headers.get('content-type') ?? 'application/octet-stream',
+          'content-type': contentType,
           'x-tollgate-request-id': requestId,
           'x-tollgate-org-id': hold.org_id,
           'x-tollgate-user-id': userId,

@@ -59,13 +59,13 @@ async function outcomeOf(promise: Promise<Response>) {
   }
 }
 
-Deno.test('the fingerprint binds method, operation, quantity and body bytes', async () => {
-  const hex = async (operation: string, quantity: number, body: number[]) =>
-    [...(await requestFingerprint(operation, quantity, new Uint8Array(body)))].map((b) => b.toString(16).padStart(2, '0')).join('')
+Deno.test('the fingerprint binds method, operation, quantity, content type and body bytes', async () => {
+  const hex = async (operation: string, quantity: number, body: number[], contentType = 'application/octet-stream') =>
+    [...(await requestFingerprint(operation, quantity, contentType, new Uint8Array(body)))].map((b) => b.toString(16).padStart(2, '0')).join('')
   const base = await hex('op', 1, [0, 1, 2])
   assertEquals(base.length, 64, 'SHA-256 size')
   assertEquals(await hex('op', 1, [0, 1, 2]), base, 'same request, same fingerprint')
-  const others = [await hex('op', 1, [0, 1, 3]), await hex('op', 2, [0, 1, 2]), await hex('op2', 1, [0, 1, 2]), await hex('op', 1, [0, 1, 2, 0])]
+  const others = [await hex('op', 1, [0, 1, 3]), await hex('op', 2, [0, 1, 2]), await hex('op2', 1, [0, 1, 2]), await hex('op', 1, [0, 1, 2, 0]), await hex('op', 1, [0, 1, 2], 'application/json')]
   assertEquals(others.filter((other) => other === base).length, 0, 'any change changes the fingerprint')
 })
 
@@ -78,7 +78,7 @@ Deno.test('binary bodies go out and come back byte for byte; the key is bound to
   assertEquals(outcome, { status: 200, bytes: [...answerBytes], charged: '3', remaining: '97' }, 'answer')
   assertEquals([...new Uint8Array(backend.calls[0]!.body as Uint8Array)], [...sent], 'forwarded body')
   assertEquals(backend.calls[0]!.redirect, 'manual', 'redirects are not followed')
-  assertEquals([...reserved[0]!.fingerprint], [...(await requestFingerprint('op', 1, sent))], 'fingerprint')
+  assertEquals([...reserved[0]!.fingerprint], [...(await requestFingerprint('op', 1, 'application/octet-stream', sent))], 'fingerprint')
   assertEquals([...settled[0]!.response.body], [...answerBytes], 'stored bytes')
   assertEquals(settled[0]!.result.backend_endpoint, 'op', 'the backend is recorded by name')
 })
