@@ -4,6 +4,7 @@
 // environment, never from the client. The session carries metadata org_id + credits, which is
 // what the stripe-webhook function grants on payment.
 import type Stripe from 'stripe'
+import { readCapped } from '../body.ts'
 import type { UserCaller } from '../entry.ts'
 import { HttpError, json, logEvent } from '../http.ts'
 
@@ -31,8 +32,9 @@ const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 const maxBodyBytes = 4096
 
 async function readBody(req: Request): Promise<{ org_id?: unknown; credits?: unknown }> {
-  const text = await req.text()
-  if (text.length > maxBodyBytes) throw new HttpError(413, 'payload_too_large', `the body is limited to ${maxBodyBytes} bytes`)
+  const bytes = await readCapped(req.body, maxBodyBytes, req.headers.get('content-length'))
+  if (!bytes) throw new HttpError(413, 'payload_too_large', `the body is limited to ${maxBodyBytes} bytes`)
+  const text = new TextDecoder().decode(bytes)
   try {
     const body = JSON.parse(text || '{}')
     if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new Error('not an object')

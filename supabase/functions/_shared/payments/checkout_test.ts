@@ -119,3 +119,18 @@ Deno.test('settings come from the environment; a missing price refuses every pur
   assertEquals(await outcome(handler(post({ credits: 500 }), caller(owner))), [503, 'checkout_not_configured'])
   assertEquals(calls.length, 0)
 })
+
+Deno.test('a body over the cap is refused after the cap, not after reading all of it', async () => {
+  const { stripe, calls } = fakeStripe()
+  const handler = createCheckoutHandler(stripe, store, settings)
+  let pulled = 0
+  const endless = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      pulled++
+      controller.enqueue(new TextEncoder().encode('a'.repeat(1024)))
+    },
+  })
+  const req = new Request('http://fn/credits-checkout', { method: 'POST', body: endless })
+  assertEquals(await outcome(handler(req, caller(owner))), [413, 'payload_too_large'])
+  assertEquals([pulled <= 8, calls.length], [true, 0], 'read about 4 KiB, created nothing')
+})
