@@ -1,11 +1,14 @@
-// Runs the client under Deno against a live stack; tests/client-portability.test.ts type-checks
-// and runs it (`deno check` / `deno run --node-modules-dir=manual`) and checks the printed JSON.
+// Runs the client under Deno against a live stack, imported through `npm:` as a Deno app (or a
+// Supabase Edge Function) imports it. tests/client-package.test.ts copies it into a project that
+// installed the packed tarball, type-checks and runs it there (`deno check` / `deno run
+// --node-modules-dir=manual`, so `npm:` resolves to that project's node_modules), and checks the
+// printed JSON.
 // Env: SUPABASE_URL, SUPABASE_ANON_KEY, SUPABASE_SERVICE_ROLE_KEY, SMOKE_JWT (a user's token),
 // SMOKE_ORG_ID (their personal org), SMOKE_OPERATION (a priced operation).
 
-import { createClient } from '@supabase/supabase-js'
-import { createTollgateClient, InsufficientCreditsError } from '../src/index.ts'
-import { createTollgateServer, UserError } from '../src/server.ts'
+import { createClient } from 'npm:@supabase/supabase-js@^2'
+import { createTollgateClient, InsufficientCreditsError } from 'npm:@tollgate/client'
+import { createTollgateServer, UserError } from 'npm:@tollgate/client/server'
 
 const env = (name: string): string => {
   const value = Deno.env.get(name)

@@ -9,10 +9,12 @@ import { toOrg, type Json, type JsonObject, type Org } from './types.ts'
 /**
  * Any supabase-js v2 client: typed with Tollgate's `Database`, with an app's own generated
  * types (which contain Tollgate's tables), or untyped. The client calls only RPCs and tables
- * that the migrations define, so it narrows to Tollgate's `Database` inside.
+ * that the migrations define, so it narrows to Tollgate's `Database` inside. Three type
+ * arguments: `SupabaseClient` takes five in recent releases but three in 2.50 and older, and
+ * this type lands in the published `.d.ts`, checked against whichever supabase-js the app has.
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnySupabaseClient = SupabaseClient<any, any, any, any, any>
+export type AnySupabaseClient = SupabaseClient<any, any, any>
 
 export type TollgateSupabase = SupabaseClient<Database>
 

@@ -15,6 +15,8 @@ const options = (outDir: string): esbuild.BuildOptions => ({
   bundle: true,
   format: 'esm',
   platform: 'browser',
+  // The page is part of this workspace: it bundles @tollgate/client from source (see its package.json).
+  conditions: ['@tollgate/source'],
   target: ['es2020'],
   minify: true,
   outdir: outDir,
