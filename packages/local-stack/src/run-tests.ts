@@ -67,6 +67,7 @@ export async function runTests(
   await ensureSystemPackages()
   const given = requiredEnv.filter((key) => process.env[key])
   let stack: RunningStack | undefined
+  let other: { kind: ReplicaKind; stack: Promise<RunningStack> } | undefined
   let env: TestEnv
   const kind = replicaKindFrom(process.env.TOLLGATE_REPLICA_KIND)
   if (given.length === requiredEnv.length) {
@@ -81,9 +82,20 @@ export async function runTests(
     log(`testing the stack at ${env.SUPABASE_URL} (from the environment; only its own kind of replica)`)
   } else {
     if (given.length > 0) log(`ignoring a partial stack environment (missing ${requiredEnv.filter((k) => !process.env[k]).join(', ')})`)
-    stack = await startStack({ name: `test-${process.pid}`, ports: await freePorts(), watch: false, seed: true, replicaKind: kind })
+    if (suites.includes('other-replica')) {
+      // Started alongside the main stack and left idle until its suites run: by then the
+      // heartbeat beats (pg_cron starts it at the next minute), and its start costs no time of
+      // its own.
+      const otherKind = kind === 'logical' ? 'physical' : 'logical'
+      other = { kind: otherKind, stack: startEphemeralStack(`test-${process.pid}-${otherKind}`, otherKind) }
+    }
+    try {
+      stack = await startEphemeralStack(`test-${process.pid}`, kind)
+    } catch (error) {
+      await other?.stack.then((s) => s.stop({ destroy: true }), () => undefined)
+      throw error
+    }
     env = ownStackEnv(stack)
-    tearDownOnExit(stack)
   }
 
   const results: SuiteResult[] = []
@@ -100,7 +112,7 @@ export async function runTests(
       await stack.stop({ destroy: true })
     }
   }
-  if (stack && suites.includes('other-replica')) results.push(...(await otherReplicaKind(kind === 'logical' ? 'physical' : 'logical')))
+  if (other) results.push(...(await otherReplicaKind(other.kind, other.stack)))
 
   for (const r of results) log(`${r.suite}: ${r.passed} passed, ${r.failed} failed`)
   const passed = results.reduce((sum, r) => sum + r.passed, 0)
@@ -119,40 +131,57 @@ function ownStackEnv(stack: RunningStack): TestEnv {
 }
 
 /**
- * The suites that read the replica, on a second ephemeral stack whose replica is of `kind` (the
- * one the main stack did not have). Started after the main stack is down, so the two never
- * compete for the machine.
+ * The suites that read the replica, on the second ephemeral stack, whose replica is of `kind`
+ * (the one the main stack did not have); it runs them after the main stack is down, so the two
+ * never compete for the machine while tests run.
  */
-async function otherReplicaKind(kind: ReplicaKind): Promise<SuiteResult[]> {
+async function otherReplicaKind(kind: ReplicaKind, starting: Promise<RunningStack>): Promise<SuiteResult[]> {
   const started = Date.now()
-  log(`the plugin and replica suites again, on a stack with a ${kind} replica`)
-  const stack = await startStack({ name: `test-${process.pid}-${kind}`, ports: await freePorts(), watch: false, seed: true, replicaKind: kind })
-  tearDownOnExit(stack)
+  log(`the plugin and replica suites again, on the stack with a ${kind} replica`)
+  let stack: RunningStack
+  try {
+    stack = await starting
+  } catch (error) {
+    log(`the ${kind}-replica stack did not start: ${(error as Error).message}`)
+    return [{ suite: `${kind}-replica stack`, passed: 0, failed: 1 }]
+  }
   try {
     const env = ownStackEnv(stack)
     return [await vitest(env, 'main', otherReplicaVitest, `vitest (${kind} replica)`), await denoTests(env, otherReplicaDeno, `deno (${kind} replica)`)]
   } finally {
     log(`tearing the ${kind}-replica stack down`)
     await stack.stop({ destroy: true })
-    log(`the ${kind}-replica run took ${((Date.now() - started) / 1000).toFixed(1)} s`)
+    log(`the ${kind}-replica suites took ${((Date.now() - started) / 1000).toFixed(1)} s`)
   }
 }
 
-/** Ephemeral stacks that must go down however the run ends. */
-const ephemeralStacks = new Set<RunningStack>()
+/** Ephemeral stacks (started, or still starting) that must go down however the run ends. */
+const ephemeralStacks = new Set<Promise<RunningStack>>()
 let abortHandlersInstalled = false
 
 /**
- * However the run ends (Ctrl-C, a kill, an error nothing caught), the ephemeral stacks go down
- * with it: their clusters must not outlive the runner.
+ * An ephemeral stack on free ports, torn down with the run however it ends (Ctrl-C, a kill, an
+ * error nothing caught), even while it is still starting: its clusters must not outlive the
+ * runner. A start that fails is the caller's to report (the promise is marked handled here, so
+ * it is not an unhandled rejection while the caller is busy elsewhere).
  */
-function tearDownOnExit(stack: RunningStack): void {
-  const stop = stack.stop
-  stack.stop = async (options) => {
-    ephemeralStacks.delete(stack)
-    await stop(options)
-  }
-  ephemeralStacks.add(stack)
+function startEphemeralStack(name: string, replicaKind: ReplicaKind): Promise<RunningStack> {
+  installAbortHandlers()
+  const starting = freePorts().then((ports) => startStack({ name, ports, watch: false, seed: true, replicaKind }))
+  const tracked = starting.then((stack) => {
+    const stop = stack.stop
+    stack.stop = async (options) => {
+      ephemeralStacks.delete(tracked)
+      await stop(options)
+    }
+    return stack
+  })
+  ephemeralStacks.add(tracked)
+  tracked.catch(() => ephemeralStacks.delete(tracked))
+  return tracked
+}
+
+function installAbortHandlers(): void {
   if (abortHandlersInstalled) return
   abortHandlersInstalled = true
   let stopping: Promise<void> | undefined
@@ -160,7 +189,8 @@ function tearDownOnExit(stack: RunningStack): void {
     stopping ??= (async () => {
       log(`${why}: tearing the ephemeral stack${ephemeralStacks.size === 1 ? '' : 's'} down`)
       await Promise.all(
-        [...ephemeralStacks].map((s) => s.stop({ destroy: true }).catch((error: unknown) => log(`teardown: ${(error as Error).message}`))),
+        [...ephemeralStacks].map((starting) =>
+          starting.then((s) => s.stop({ destroy: true })).catch((error: unknown) => log(`teardown: ${(error as Error).message}`))),
       )
       process.stdout.write('0 passed, 1 failed\n')
       process.exit(code)
