@@ -82,20 +82,16 @@ export async function runTests(
     log(`testing the stack at ${env.SUPABASE_URL} (from the environment; only its own kind of replica)`)
   } else {
     if (given.length > 0) log(`ignoring a partial stack environment (missing ${requiredEnv.filter((k) => !process.env[k]).join(', ')})`)
+    stack = await startEphemeralStack(`test-${process.pid}`, kind)
+    env = ownStackEnv(stack)
     if (suites.includes('other-replica')) {
-      // Started alongside the main stack and left idle until its suites run: by then the
-      // heartbeat beats (pg_cron starts it at the next minute), and its start costs no time of
-      // its own.
+      // Started now, while pgTAP runs, and left idle until its suites run: by then its heartbeat
+      // beats (pg_cron starts it at the first minute after the primary starts), and its start
+      // costs no time of its own. Not together with the main stack: each takes free ports some
+      // seconds before it binds them, and two starts at once can pick the same one.
       const otherKind = kind === 'logical' ? 'physical' : 'logical'
       other = { kind: otherKind, stack: startEphemeralStack(`test-${process.pid}-${otherKind}`, otherKind) }
     }
-    try {
-      stack = await startEphemeralStack(`test-${process.pid}`, kind)
-    } catch (error) {
-      await other?.stack.then((s) => s.stop({ destroy: true }), () => undefined)
-      throw error
-    }
-    env = ownStackEnv(stack)
   }
 
   const results: SuiteResult[] = []
@@ -106,6 +102,9 @@ export async function runTests(
     if (suites.includes('deno')) results.push(await denoTests(env))
     if (suites.includes('lint')) results.push(await lint(env))
     if (suites.includes('advisors')) results.push(await advisors(env))
+  } catch (error) {
+    await other?.stack.then((s) => s.stop({ destroy: true }), () => undefined)
+    throw error
   } finally {
     if (stack) {
       log('tearing the ephemeral stack down')
