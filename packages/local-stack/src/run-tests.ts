@@ -6,7 +6,7 @@ import { log } from './log.ts'
 import { denoConfig, denoEnv } from './functions.ts'
 import { functionsDir, repoRoot, stateRoot } from './paths.ts'
 import { replicaKindFrom, type ReplicaKind } from './replica.ts'
-import { freePorts, startStack, type RunningStack, type StackEnv } from './stack.ts'
+import { freePorts, removeStackHome, startStack, type RunningStack, type StackEnv } from './stack.ts'
 import { ensureSystemPackages } from './system.ts'
 
 interface SuiteResult {
@@ -176,7 +176,11 @@ function startEphemeralStack(name: string, replicaKind: ReplicaKind): Promise<Ru
     return stack
   })
   ephemeralStacks.add(tracked)
-  tracked.catch(() => ephemeralStacks.delete(tracked))
+  // A start that fails has stopped what it started; its folder goes too.
+  tracked.catch(() => {
+    ephemeralStacks.delete(tracked)
+    removeStackHome(name)
+  })
   return tracked
 }
 

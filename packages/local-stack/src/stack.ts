@@ -137,6 +137,15 @@ export function stackHome(name: string): string {
   return path.join(stateRoot, name)
 }
 
+/** Removes a stopped stack's folder and its clusters (which may live elsewhere when we are root). */
+export function removeStackHome(name: string): void {
+  for (const cluster of ['primary', 'replica']) {
+    const home = path.join(stackHome(name), cluster)
+    if (fs.existsSync(home)) new Cluster({ name: cluster, home, port: 0, settings: {} }).destroy()
+  }
+  fs.rmSync(stackHome(name), { recursive: true, force: true })
+}
+
 /**
  * Brings up the whole stack: primary (pg_cron, logical WAL), platform baseline, migrations via
  * the Supabase CLI, logical replica of publication plugin_read, PostgREST, edge functions and
