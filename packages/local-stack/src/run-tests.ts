@@ -73,7 +73,8 @@ export async function runTests(
   if (given.length === requiredEnv.length) {
     env = {
       ...(Object.fromEntries(requiredEnv.map((key) => [key, process.env[key]!])) as unknown as StackEnv),
-      TOLLGATE_REPLICA_KIND: kind,
+      // As the environment says, or unsaid: the tests ask the replica which kind it is.
+      TOLLGATE_REPLICA_KIND: (process.env.TOLLGATE_REPLICA_KIND ?? '') as ReplicaKind,
       TOLLGATE_REPLICA_SUBSCRIPTION: process.env.TOLLGATE_REPLICA_SUBSCRIPTION ?? 'plugin_read_sub',
       TOLLGATE_SUPERUSER_DB_URL: process.env.TOLLGATE_SUPERUSER_DB_URL ?? '',
       TOLLGATE_REPLICA_SUPERUSER_DB_URL: process.env.TOLLGATE_REPLICA_SUPERUSER_DB_URL ?? '',
