@@ -8,14 +8,17 @@ import { repoRoot } from './paths.ts'
 import { runFaultTests, runTests } from './run-tests.ts'
 import { defaultPorts, demoUser, demoUserJwt, formatEnv, freePorts, stackHome, startStack, type RunningStack } from './stack.ts'
 import { Cluster } from './postgres.ts'
+import { replicaKindFrom } from './replica.ts'
 
 const usage = `usage: tsx packages/local-stack/src/cli.ts <command>
   start   bring the local stack up with demo data and print its env (Ctrl-C stops it)
           --name NAME: a separate stack in .tollgate/NAME on free ports (works with stop/reset/status too)
+          TOLLGATE_REPLICA_KIND=physical: the read replica is a hot standby (default logical: a subscriber)
   stop    stop a running local stack
   reset   stop, wipe the local database, and start again with migrations and seed re-applied
   status  print the running stack's env
-  test    run every test suite (on an ephemeral stack unless SUPABASE_URL etc. point at one)
+  test    run every test suite (on an ephemeral stack unless SUPABASE_URL etc. point at one),
+          and the plugin and replica suites on a second stack with the other kind of replica
   test:faults  the fault and abuse tests at full scale (crash, restarts, fuzzing, retry storm)
   supabase <args>  the Supabase CLI shipped in node_modules (e.g. \`npm run supabase -- migration new x\`)`
 
@@ -66,13 +69,14 @@ async function main(command: string | undefined): Promise<number> {
 }
 
 async function start(): Promise<number> {
+  const replicaKind = replicaKindFrom(process.env.TOLLGATE_REPLICA_KIND)
   const running = runningPid()
   if (running) throw new StackError(`the local stack is already running (pid ${running}): \`npm run stop\` first`)
   // Claimed before starting, so a second `npm start` or an `npm run stop` sees us while we boot.
   fs.mkdirSync(path.dirname(stateFile), { recursive: true })
   fs.writeFileSync(stateFile, JSON.stringify({ pid: process.pid }))
   const ports = devStack === 'dev' ? defaultPorts : { ...(await freePorts()), ...definedPorts() }
-  const stack = await startStack({ name: devStack, ports, watch: true, seed: true }).catch((error: unknown) => {
+  const stack = await startStack({ name: devStack, ports, watch: true, seed: true, replicaKind }).catch((error: unknown) => {
     fs.rmSync(stateFile, { force: true })
     throw error
   })
@@ -113,6 +117,7 @@ async function printEnv(stack: RunningStack): Promise<void> {
       FUNCTIONS_URL: `${env.SUPABASE_URL}/functions/v1`,
       DB_URL: env.SUPABASE_DB_URL,
       REPLICA_DB_URL: env.TOLLGATE_REPLICA_DB_URL,
+      REPLICA_KIND: env.TOLLGATE_REPLICA_KIND,
       ANON_KEY: env.SUPABASE_ANON_KEY,
       SERVICE_ROLE_KEY: env.SUPABASE_SERVICE_ROLE_KEY,
       JWT_SECRET: env.SUPABASE_JWT_SECRET,

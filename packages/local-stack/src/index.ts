@@ -3,6 +3,6 @@ export { startStack, freePorts, defaultPorts, demoUser, demoUserJwt, localFuncti
 export { startFunctions, type RunningFunction } from './functions.ts'
 export { discoverFunctions } from './config.ts'
 export { apiKey, signJwt, userJwt, verifyJwt, defaultJwtSecret } from './jwt.ts'
-export { publicationName, subscriptionName, syncReplica } from './replica.ts'
+export { publicationName, subscriptionName, syncReplica, replicaKindFrom, standbySlotName, type ReplicaKind } from './replica.ts'
 export { chromiumPath, ensureChromium, isRoot } from './system.ts'
 export { createStripeStandin, stripeSignature, type StripeStandin } from './stripe-standin.ts'

@@ -100,6 +100,33 @@ export class Cluster {
   }
 
   /**
+   * Creates the cluster as a physical copy of a running primary (`pg_basebackup`, WAL streamed
+   * alongside, the replication slot `slot` created on the primary so it keeps the WAL the standby
+   * has not received) and marks it a hot standby (`standby.signal`), unless it exists. Its roles
+   * and passwords are the primary's, so its superuser must be the primary's too; where it
+   * streams from (`primary_conninfo`, `primary_slot_name`) is a setting, written on every start.
+   * `connInfo` names a role with REPLICATION on the primary.
+   */
+  async initStandby(connInfo: string, slot: string): Promise<boolean> {
+    if (this.initialized) {
+      this.assertSuperuser()
+      return false
+    }
+    fs.mkdirSync(this.home, { recursive: true })
+    chownToServer(this.home)
+    fs.rmSync(this.dataDir, { recursive: true, force: true })
+    await runChecked(`pg_basebackup of the ${this.name} cluster`, ...asServer(pgBin('pg_basebackup'), [
+      '--pgdata', this.dataDir, '--dbname', connInfo, '--wal-method=stream', '--create-slot', '--slot', slot,
+      '--checkpoint=fast', '--no-password',
+    ]))
+    const signal = path.join(this.dataDir, 'standby.signal')
+    fs.writeFileSync(signal, '')
+    chownToServer(signal)
+    fs.writeFileSync(this.superuserFile, `${this.superuser}\n`)
+    return true
+  }
+
+  /**
    * An existing cluster must have the superuser this stack expects: a primary created when
    * `postgres` was its superuser cannot be demoted in place (initdb's user stays a superuser).
    */

@@ -13,7 +13,15 @@ import { baselineSql, extensionScriptsDir, repoRoot, stateRoot } from './paths.t
 import { Cluster, localPassword, runSql } from './postgres.ts'
 import { startPostgrest } from './postgrest.ts'
 import { freePort, runChecked, stopChild } from './process.ts'
-import { subscriptionName, syncReplica } from './replica.ts'
+import {
+  dropStaleReplicaSlots,
+  type ReplicaKind,
+  standbyConnInfo,
+  standbySlotName,
+  subscriptionName,
+  syncReplica,
+  waitForStandby,
+} from './replica.ts'
 import { ensureSystemPackages } from './system.ts'
 import { createStripeStandin, type StripeStandin } from './stripe-standin.ts'
 import { buildUsagePage, usagePageHandler, watchUsagePage } from '@tollgate/usage-page'
@@ -40,7 +48,10 @@ export interface StackEnv {
   SUPABASE_JWT_SECRET: string
   SUPABASE_DB_URL: string
   TOLLGATE_REPLICA_DB_URL: string
-  TOLLGATE_REPLICA_SUBSCRIPTION: string
+  /** Which kind of replica TOLLGATE_REPLICA_DB_URL is. */
+  TOLLGATE_REPLICA_KIND: ReplicaKind
+  /** The logical replica's subscription; a physical standby has none. */
+  TOLLGATE_REPLICA_SUBSCRIPTION?: string
 }
 
 export interface StackOptions {
@@ -51,6 +62,8 @@ export interface StackOptions {
   watch: boolean
   /** Apply supabase/seed.sql (demo data) with the migrations. */
   seed: boolean
+  /** The read replica: a logical subscriber (default) or a physical hot standby. */
+  replicaKind?: ReplicaKind
   jwtSecret?: string
 }
 
@@ -84,6 +97,13 @@ export interface RunningStack {
   usagePageUrl: string
   primary: Cluster
   replica: Cluster
+  replicaKind: ReplicaKind
+  /**
+   * The replica's superuser, as `TOLLGATE_REPLICA_SUPERUSER_DB_URL`: for tests that stall
+   * replication on purpose. A logical subscriber's is its own `postgres`; a physical standby has
+   * the primary's roles, so it is `supabase_admin` there too.
+   */
+  replicaSuperuserDbUrl: string
   /** Fault injection: stop PostgREST (clients get 502 from the gateway meanwhile) and start it again. */
   restartPostgrest(options?: { downMs?: number }): Promise<void>
   stop(options?: { destroy?: boolean }): Promise<void>
@@ -121,6 +141,15 @@ export function stackHome(name: string): string {
   return path.join(stateRoot, name)
 }
 
+/** Removes a stopped stack's folder and its clusters (which may live elsewhere when we are root). */
+export function removeStackHome(name: string): void {
+  for (const cluster of ['primary', 'replica']) {
+    const home = path.join(stackHome(name), cluster)
+    if (fs.existsSync(home)) new Cluster({ name: cluster, home, port: 0, settings: {} }).destroy()
+  }
+  fs.rmSync(stackHome(name), { recursive: true, force: true })
+}
+
 /**
  * Brings up the whole stack: primary (pg_cron, logical WAL), platform baseline, migrations via
  * the Supabase CLI, logical replica of publication plugin_read, PostgREST, edge functions and
@@ -136,6 +165,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
 
   await ensureSystemPackages()
 
+  const replicaKind = options.replicaKind ?? 'logical'
   const primary = new Cluster({
     name: 'primary',
     home: path.join(home, 'primary'),
@@ -158,14 +188,34 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       timezone: 'UTC',
     },
   })
-  // The replica is a plain subscriber one runs oneself, not a Supabase project: its `postgres`
-  // stays its superuser (PostgreSQL 15 creates subscriptions only as a superuser).
-  const replica = new Cluster({
-    name: 'replica',
-    home: path.join(home, 'replica'),
-    port: options.ports.replica,
-    settings: { max_logical_replication_workers: 4, max_replication_slots: 10, max_connections: 100, timezone: 'UTC' },
-  })
+  const replica = replicaKind === 'logical'
+    ? // A plain subscriber one runs oneself, not a Supabase project: its `postgres` stays its
+      // superuser (PostgreSQL 15 creates subscriptions only as a superuser).
+      new Cluster({
+        name: 'replica',
+        home: path.join(home, 'replica'),
+        port: options.ports.replica,
+        settings: { max_logical_replication_workers: 4, max_replication_slots: 10, max_connections: 100, timezone: 'UTC' },
+      })
+    : // A hot standby, as a Supabase Read Replica: a copy of the primary (its roles, so its
+      // superuser is `supabase_admin` too) replaying its WAL. Where it streams from is rewritten
+      // on every start, so it follows a primary that moved to another port.
+      new Cluster({
+        name: 'replica',
+        home: path.join(home, 'replica'),
+        port: options.ports.replica,
+        superuser: 'supabase_admin',
+        settings: {
+          primary_conninfo: standbyConnInfo(options.ports.db, localPassword),
+          primary_slot_name: standbySlotName,
+          hot_standby: 'on',
+          // A hot standby refuses to run with less of these than its primary has.
+          max_connections: 200,
+          max_worker_processes: 32,
+          max_wal_senders: 10,
+          timezone: 'UTC',
+        },
+      })
 
   const children: ChildProcess[] = []
   let functions: RunningFunction[] = []
@@ -196,16 +246,30 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     log('applying migrations with `supabase db push`')
     await pushMigrations(primary.url(), options.seed)
 
-    await replica.init()
-    await replica.start()
-    // The subscription connects to the primary as `postgres`, which hosted Supabase lets feed a
-    // logical subscriber (REPLICATION, owner of the published tables).
-    await syncReplica(
-      primary.url(),
-      replica.url(),
-      `host=127.0.0.1 port=${primary.port} user=postgres password=${localPassword} dbname=postgres application_name=${subscriptionName}`,
-    )
-    log(`replica on :${replica.port} subscribed to publication plugin_read`)
+    await keepOrReplaceReplica(replica, replicaKind, primary, fresh)
+    const markKind = () => fs.writeFileSync(replicaKindFile(replica), `${replicaKind}\n`)
+    if (replicaKind === 'logical') {
+      await replica.init()
+      markKind()
+      await replica.start()
+      // The subscription connects to the primary as `postgres`, which hosted Supabase lets feed a
+      // logical subscriber (REPLICATION, owner of the published tables).
+      await syncReplica(
+        primary.url(),
+        replica.url(),
+        `host=127.0.0.1 port=${primary.port} user=postgres password=${localPassword} dbname=postgres application_name=${subscriptionName}`,
+      )
+      log(`logical replica on :${replica.port} subscribed to publication plugin_read`)
+    } else {
+      // The base backup and the stream connect as `postgres` (REPLICATION, as on hosted Supabase).
+      if (await replica.initStandby(standbyConnInfo(primary.port, localPassword), standbySlotName)) {
+        log(`physical replica: base backup of the primary in ${replica.dataDir}`)
+      }
+      markKind()
+      await replica.start()
+      await waitForStandby(primary.url(), replica.superuserUrl())
+      log(`physical replica on :${replica.port} streaming from the primary (slot ${standbySlotName})`)
+    }
 
     const postgrestOptions = { dbUrl: primary.url('authenticator'), jwtSecret, port: await freePort(), adminPort: await freePort(), logDir }
     const postgrestPort = postgrestOptions.port
@@ -225,9 +289,11 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       SUPABASE_JWT_SECRET: jwtSecret,
       SUPABASE_DB_URL: primary.url(),
       TOLLGATE_REPLICA_DB_URL: replica.url(),
-      TOLLGATE_REPLICA_SUBSCRIPTION: subscriptionName,
+      TOLLGATE_REPLICA_KIND: replicaKind,
+      ...(replicaKind === 'logical' ? { TOLLGATE_REPLICA_SUBSCRIPTION: subscriptionName } : {}),
     }
     const superuserDbUrl = primary.superuserUrl()
+    const replicaSuperuserDbUrl = replica.superuserUrl()
 
     const denoDir = path.join(stateRoot, 'deno-cache')
     const usagePageUrl = `${apiUrl}/usage/`
@@ -277,13 +343,40 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
         : error
     })
     log(`gateway on ${apiUrl}: /rest/v1 → PostgREST, /functions/v1/{${functions.map((f) => f.name).join(',')}}, /usage/ → the usage page`)
-    fs.writeFileSync(path.join(home, '.env'), formatEnv({ ...env, TOLLGATE_SUPERUSER_DB_URL: superuserDbUrl }))
+    fs.writeFileSync(
+      path.join(home, '.env'),
+      formatEnv({ ...env, TOLLGATE_SUPERUSER_DB_URL: superuserDbUrl, TOLLGATE_REPLICA_SUPERUSER_DB_URL: replicaSuperuserDbUrl }),
+    )
     log(`stack "${options.name}" up in ${((Date.now() - started) / 1000).toFixed(1)} s; logs in ${logDir}`)
-    return { env, superuserDbUrl, home, usagePageUrl, primary, replica, restartPostgrest, stop }
+    return { env, superuserDbUrl, home, usagePageUrl, primary, replica, replicaKind, replicaSuperuserDbUrl, restartPostgrest, stop }
   } catch (error) {
     await stop()
     throw error
   }
+}
+
+/** Records which kind of replica a replica folder holds (folders made before this: logical). */
+function replicaKindFile(replica: Cluster): string {
+  return path.join(replica.home, 'kind')
+}
+
+/**
+ * A replica holds nothing of its own: everything in it comes from the primary. So a replica
+ * folder of the other kind than asked for (a stack switched with TOLLGATE_REPLICA_KIND), or one
+ * made from a primary that has since been recreated, is stopped and removed, and the slots our
+ * replicas held on the primary go with it (a slot nobody reads keeps WAL forever).
+ */
+async function keepOrReplaceReplica(replica: Cluster, kind: ReplicaKind, primary: Cluster, primaryFresh: boolean): Promise<void> {
+  if (replica.initialized) {
+    const file = replicaKindFile(replica)
+    const existing = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim() : 'logical'
+    if (existing === kind && !primaryFresh) return
+    log(`replacing the ${existing} replica in ${replica.dataDir}: ${existing === kind ? 'the primary is new' : `this stack now runs a ${kind} replica`}`)
+    await replica.stop()
+    replica.destroy()
+  }
+  const dropped = await dropStaleReplicaSlots(primary.url())
+  if (dropped.length > 0) log(`dropped the primary's unused replication slot(s) ${dropped.join(', ')}`)
 }
 
 /** Applies supabase/migrations (and optionally the seed) exactly as a deploy does: as `postgres`. */
