@@ -13,18 +13,21 @@ let server: http.Server
 let base: string
 
 beforeAll(async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'usage-page-serve-'))
+  // A folder of its own holds the page and, beside it, the file a traversal would reach.
+  const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'usage-page-serve-'))
+  const dir = path.join(parent, 'page')
+  fs.mkdirSync(dir)
   fs.writeFileSync(path.join(dir, 'index.html'), '<!doctype html><p>page</p>')
   fs.writeFileSync(path.join(dir, 'app.js'), 'console.log(1)')
   fs.writeFileSync(path.join(dir, '.env'), 'SECRET=1')
-  fs.writeFileSync(path.join(os.tmpdir(), 'outside.txt'), 'outside')
+  fs.writeFileSync(path.join(parent, 'outside.txt'), 'outside')
   const handler = usagePageHandler(dir, config)
   server = http.createServer((req, res) => handler(req, res, new URL(req.url ?? '/', 'http://x').pathname))
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 })
 
-afterAll(() => new Promise((resolve) => server.close(resolve)))
+afterAll(() => new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined))))
 
 describe('usagePageHandler', () => {
   it('serves index.html, the bundle and config.json with a CSP that allows only the page and the API', async () => {
