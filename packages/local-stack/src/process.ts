@@ -77,16 +77,24 @@ export function isPortFree(port: number): Promise<boolean> {
   })
 }
 
-/** A port the kernel reports free right now (used by ephemeral test stacks). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
+/**
+ * Where free ports are picked: below Linux's ephemeral range (32768–60999), from which every
+ * outgoing connection takes its local port. A port picked from that range (listen(0) hands one
+ * out) can be taken by some client's connection before the service that was meant to have it
+ * binds it; below it, only another listener can.
+ */
+const pickRange = { from: 20000, to: 32000 }
+const handedOut = new Set<number>()
+
+/** A port free right now and not handed out before by this process (ephemeral stacks). */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = pickRange.from + Math.floor(Math.random() * (pickRange.to - pickRange.from))
+    if (handedOut.has(port) || !(await isPortFree(port))) continue
+    handedOut.add(port)
+    return port
+  }
+  throw new StackError(`no free port found between ${pickRange.from} and ${pickRange.to}`)
 }
 
 /** Stops a child process: SIGTERM, then SIGKILL after `graceMs`. */
