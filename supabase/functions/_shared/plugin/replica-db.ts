@@ -87,8 +87,10 @@ export function replicaFromUrl(url: string): PluginReplica {
         order by c.name`
     },
     async stalenessMs() {
+      // clock_timestamp(), not now(): on a standby a query can wait behind WAL replay (a lock
+      // conflict), and now() would be the time it started waiting, not the time it read the row.
       const rows = await sql<{ lag_ms: string | null }[]>`
-        select (extract(epoch from (now() - h.beat_at)) * 1000)::bigint as lag_ms from public.replica_heartbeat h`
+        select (extract(epoch from (pg_catalog.clock_timestamp() - h.beat_at)) * 1000)::bigint as lag_ms from public.replica_heartbeat h`
       const value = rows[0]?.lag_ms
       return value == null ? null : Number(value)
     },
