@@ -328,6 +328,25 @@ describe('unusable events are recorded, never acknowledged silently', () => {
     await primaryDb.query('update public.payment_exceptions set resolved_at = now(), resolution = $2 where event_id = $1', [event.id, 'test'])
   })
 
+  it('a session pays for one org: the same session naming another org is recorded, never granted twice', async () => {
+    const first = await newPurchase('session-owner')
+    const other = await newPurchase('session-other')
+    const paid = stripeEvent('checkout.session.completed', session(first, 'paid'))
+    // The same session id, with another org (and its own payment intent) in its metadata.
+    const hijack = stripeEvent('checkout.session.async_payment_succeeded', { ...session(first, 'paid'), payment_intent: other.paymentIntentId, metadata: { org_id: other.orgId, credits: '500' } })
+    const answers = await Promise.all([deliver(paid), deliver(hijack)])
+    expect(answers.map((a) => a.status)).toEqual([200, 200])
+    const granted = await primaryDb.query('select org_id from public.credit_grants where source = $1 and external_ref = $2', ['purchase', first.sessionId])
+    expect(granted.rows).toHaveLength(1)
+    const owner = granted.rows[0].org_id as string
+    const loser = owner === first.orgId ? other.orgId : first.orgId
+    expect((await expectBooksBalanced(owner)).available).toBe(500)
+    expect((await expectBooksBalanced(loser)).available).toBe(0)
+    const { rows } = await primaryDb.query('select reason from public.payment_exceptions where object_id = $1', [first.sessionId])
+    expect(rows).toEqual([{ reason: 'session_org_conflict' }])
+    await primaryDb.query('update public.payment_exceptions set resolved_at = now(), resolution = $2 where object_id = $1', [first.sessionId, 'test'])
+  })
+
   it('a top-up payment intent for an unknown request is recorded', async () => {
     const event = stripeEvent('payment_intent.succeeded', { id: stripeId('pi'), object: 'payment_intent', status: 'succeeded', amount: 100, amount_received: 100, metadata: { topup_request_id: crypto.randomUUID() } })
     const res = await deliver(event)
