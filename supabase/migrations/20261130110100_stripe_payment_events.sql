@@ -426,6 +426,10 @@ comment on function private.record_contradiction(text, text, text, uuid, public.
 -- recorded. An unknown org, or a session granted with another credit amount, is recorded and
 -- changes nothing. The payment intent is linked to the grant, and refunds or disputes that
 -- arrived first are applied.
+-- A checkout session pays for one org, the first its events name: an event naming another org
+-- is recorded (session_org_conflict). The index finds a session's grant without its org.
+create index credit_grants_purchase_session_idx on public.credit_grants (external_ref) where source = 'purchase';
+
 create function public.apply_checkout_event(
   p_event_id text,
   p_event_type text,
@@ -475,6 +479,16 @@ begin
     v_exception := private.record_payment_exception(p_event_id, p_event_type, p_session_id, p_org_id, 'unknown_org',
       jsonb_build_object('session_id', p_session_id, 'credits', p_credits, 'outcome', p_outcome, 'payment_intent_id', p_payment_intent_id));
     return jsonb_build_object('outcome', 'unapplied', 'reason', 'unknown_org', 'exception_id', v_exception -> 'exception_id');
+  end if;
+  -- One checkout session pays for one org. Events of a session are serialised (a transaction
+  -- lock on its id), so two events naming different orgs cannot both find it unclaimed.
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('tollgate.checkout_session:' || p_session_id, 0));
+  if exists (select 1 from public.credit_grants g
+             where g.source = 'purchase' and g.external_ref = p_session_id and g.org_id <> p_org_id) then
+    v_exception := private.record_payment_exception(p_event_id, p_event_type, p_session_id, p_org_id, 'session_org_conflict',
+      jsonb_build_object('session_id', p_session_id, 'granted_to', (select g.org_id from public.credit_grants g
+        where g.source = 'purchase' and g.external_ref = p_session_id and g.org_id <> p_org_id limit 1)));
+    return jsonb_build_object('outcome', 'unapplied', 'reason', 'session_org_conflict', 'exception_id', v_exception -> 'exception_id');
   end if;
   if v_payment.grant_id is not null and (v_payment.org_id <> p_org_id or v_payment.checkout_session_id is distinct from p_session_id) then
     v_exception := private.record_payment_exception(p_event_id, p_event_type, p_session_id, p_org_id, 'payment_intent_conflict',

@@ -10,6 +10,9 @@
 --           lock (the lock order of every money path: balance, then row), each row is locked
 --           with SKIP LOCKED and the condition that queued it is re-checked (private.recheck_*):
 --           a row no longer needed is closed (`cancelled` with a reason, or `no_webhook`); a row
+--           whose crossing still depends on open holds (`available + held` back at or above the
+--           level that queued it: a hold may yet be released, charging nothing) is 'deferred'
+--           back to pending, due again in 30 s, until the holds settle (bounded by their TTL); a row
 --           whose lease lapsed with its attempts used up is `failed` ('lease_expired'); of the
 --           rest, the oldest p_limit are leased: status processing, attempts + 1,
 --           lease_expires_at = now() + the lease.
@@ -18,6 +21,9 @@
 --           failed when its attempts are used up). A mark on a row that is no longer processing
 --           (a webhook settled it first, another worker finished it) changes nothing and
 --           reports the row's status: marks are idempotent and may arrive in any order.
+--
+-- A revocation (refund, dispute) never queues a top-up: taking credits back must not charge the
+-- same card again (the trigger reads the change's ledger kind, see private.apply_balance_change).
 --
 -- Cancelled rows do not count towards the auto top-up monthly cap and do not block a later
 -- crossing from queueing the same top-up or alert again.
@@ -157,11 +163,13 @@ set search_path = ''
 as $$
 declare
   v_spec record;
-  v_candidate record;
+  v_candidate_id uuid;
+  v_candidate_org_id uuid;
   v_due timestamptz;
   v_attempts integer;
   v_found integer;
-  v_close record;
+  v_close_status text;
+  v_close_reason text;
   v_eligible jsonb := '[]';
 begin
   select * into v_spec from private.outbox_spec(p_outbox);
@@ -182,7 +190,7 @@ begin
         )$sql$, p_outbox, v_spec.bulk_close_when)
       using p_limit * 100, v_spec.bulk_close_status;
   end if;
-  for v_candidate in execute format($sql$
+  for v_candidate_id, v_candidate_org_id in execute format($sql$
       select c.id, c.org_id
       from (
         select d.id, d.org_id
@@ -202,7 +210,7 @@ begin
     using p_limit * 4
   loop
     -- The lock order of every money path: the org's balance first, then the row.
-    perform private.lock_balance(v_candidate.org_id);
+    perform private.lock_balance(v_candidate_org_id);
     execute format($sql$
         select o.attempts, case o.status when 'pending' then o.next_attempt_at else o.lease_expires_at end
         from %s o
@@ -211,21 +219,29 @@ begin
                or (o.status = 'processing' and o.lease_expires_at <= now()))
         for update skip locked$sql$, p_outbox)
       into v_attempts, v_due
-      using v_candidate.id;
+      using v_candidate_id;
     get diagnostics v_found = row_count;
     -- Claimed by another processor, or settled by a webhook, since the candidates were read.
     continue when v_found = 0;
     if v_attempts >= v_spec.max_attempts then
       -- Its processors kept dying with the lease: fail visibly instead of trying for ever.
-      perform private.outbox_close(p_outbox, v_candidate.id, 'failed', 'lease_expired');
+      perform private.outbox_close(p_outbox, v_candidate_id, 'failed', 'lease_expired');
       continue;
     end if;
-    execute format('select r.close_status, r.reason from %s($1) r', v_spec.recheck) into v_close using v_candidate.id;
-    if v_close.close_status is not null then
-      perform private.outbox_close(p_outbox, v_candidate.id, v_close.close_status, v_close.reason);
+    execute format('select r.close_status, r.reason from %s($1) r', v_spec.recheck) into v_close_status, v_close_reason using v_candidate_id;
+    if v_close_status = 'deferred' then
+      execute format($sql$
+          update %s o
+          set status = 'pending', lease_expires_at = null, next_attempt_at = now() + interval '30 seconds', updated_at = now()
+          where o.id = $1$sql$, p_outbox)
+        using v_candidate_id;
       continue;
     end if;
-    v_eligible := v_eligible || jsonb_build_object('id', v_candidate.id, 'due', v_due);
+    if v_close_status is not null then
+      perform private.outbox_close(p_outbox, v_candidate_id, v_close_status, v_close_reason);
+      continue;
+    end if;
+    v_eligible := v_eligible || jsonb_build_object('id', v_candidate_id, 'due', v_due);
   end loop;
 
   -- Lease the oldest p_limit of the rows still needed; the rest stay due for the next claim.
@@ -309,28 +325,33 @@ as $$
 declare
   v_request public.credit_topup_requests;
   v_settings public.credit_auto_topup_settings;
+  v_balance public.credit_balances;
 begin
   select * into v_request from public.credit_topup_requests r where r.id = p_id;
   select * into v_settings from public.credit_auto_topup_settings s where s.org_id = v_request.org_id;
+  select * into v_balance from public.credit_balances b where b.org_id = v_request.org_id;
   if not coalesce(v_settings.enabled, false) then
     close_status := 'cancelled';
     reason := 'auto_top_up_disabled';
   elsif not exists (select 1 from public.org_billing b where b.org_id = v_request.org_id and b.stripe_payment_method_id is not null) then
     close_status := 'cancelled';
     reason := 'no_payment_method';
-  elsif (select b.available from public.credit_balances b where b.org_id = v_request.org_id) >= v_settings.threshold then
+  elsif v_balance.available >= v_settings.threshold then
     close_status := 'cancelled';
     reason := 'balance_recovered';
   elsif v_request.attempts > 0 and v_request.created_at < now() - interval '23 hours' then
     close_status := 'failed';
     reason := 'idempotency_window_passed';
+  elsif v_balance.held > 0 and v_balance.available + v_balance.held >= v_settings.threshold then
+    close_status := 'deferred';
+    reason := 'holds_open';
   end if;
 end
 $$;
 
 revoke all on function private.recheck_topup_request(uuid) from public;
 comment on function private.recheck_topup_request(uuid) is
-  'Outbox re-check of a top-up request (balance locked by the caller): why it is no longer needed, or nulls. Internal: private.outbox_claim.';
+  'Outbox re-check of a top-up request (balance locked by the caller): why it is no longer needed, deferred while open holds decide, or nulls. Internal: private.outbox_claim.';
 
 -- Is this alert still true? Run by the claim under the org's balance lock. An event whose
 -- threshold is no longer crossed (the hold that crossed it was released, credits arrived) is
@@ -343,12 +364,13 @@ as $$
 declare
   v_alert public.credit_alert_outbox;
   v_available bigint;
-  v_grant_amount bigint;
+  v_held bigint;
+  v_level bigint;
 begin
   select * into v_alert from public.credit_alert_outbox o where o.id = p_id;
-  select b.available into v_available from public.credit_balances b where b.org_id = v_alert.org_id;
-  select g.amount into v_grant_amount from public.credit_grants g where g.id = v_alert.grant_id;
-  if v_available > private.alert_level(v_grant_amount, v_alert.threshold) then
+  select b.available, b.held into v_available, v_held from public.credit_balances b where b.org_id = v_alert.org_id;
+  select private.alert_level(g.amount, v_alert.threshold) into v_level from public.credit_grants g where g.id = v_alert.grant_id;
+  if v_available > v_level then
     update public.credit_balances b
     set alert_threshold_next = v_alert.threshold
     where b.org_id = v_alert.org_id
@@ -358,13 +380,16 @@ begin
     reason := 'balance_recovered';
   elsif not exists (select 1 from public.org_alert_webhooks w where w.org_id = v_alert.org_id) then
     close_status := 'no_webhook';
+  elsif v_held > 0 and v_available + v_held > v_level then
+    close_status := 'deferred';
+    reason := 'holds_open';
   end if;
 end
 $$;
 
 revoke all on function private.recheck_credit_alert(uuid) from public;
 comment on function private.recheck_credit_alert(uuid) is
-  'Outbox re-check of a low-balance event (balance locked by the caller): cancels one no longer crossed and rewinds the marker. Internal: private.outbox_claim.';
+  'Outbox re-check of a low-balance event (balance locked by the caller): cancels one no longer crossed and rewinds the marker, defers one while open holds decide. Internal: private.outbox_claim.';
 
 -- Queueing ----------------------------------------------------------------------------------------
 
@@ -381,6 +406,10 @@ declare
   v_settings public.credit_auto_topup_settings;
   v_this_month bigint;
 begin
+  -- Taking credits back for a refund or dispute must not charge the same card again.
+  if pg_catalog.current_setting('tollgate.balance_change_kind', true) = 'revoke' then
+    return null;
+  end if;
   select * into v_settings from public.credit_auto_topup_settings s where s.org_id = new.org_id and s.enabled;
   if not found then
     return null;
@@ -402,7 +431,7 @@ $$;
 
 revoke all on function private.queue_auto_topup() from public;
 comment on function private.queue_auto_topup() is
-  'Trigger on credit_balances: one pending top-up when available crosses below the org''s threshold, within the monthly cap (in-flight and succeeded requests count). Not callable.';
+  'Trigger on credit_balances: one pending top-up when available crosses below the org''s threshold, within the monthly cap (in-flight and succeeded requests count); never for a revocation. Not callable.';
 
 -- As before, but a cancelled event of the same threshold no longer blocks a new one.
 create or replace function private.record_low_balance_alerts()

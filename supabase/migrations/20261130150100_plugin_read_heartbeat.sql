@@ -52,11 +52,14 @@ alter publication plugin_read add table public.replica_heartbeat (id, beat_at);
 -- PostgreSQL 15 ships 1.4; so one job starts every minute and beats every 2 seconds for that
 -- minute, committing each beat (a top-level DO block may commit; each beat is its own
 -- transaction, the sleeps hold no locks). One run is logged per minute, not 30. pg_cron never
--- runs a job twice at once, so a late run cannot double the beat.
+-- runs a job twice at once, so a late run cannot double the beat; and it skips a run while the
+-- previous one is still going, so each run stops two seconds before the next minute is due,
+-- however late it began.
 select cron.schedule('tollgate-replica-heartbeat', '* * * * *', $job$
 do $beat$
 declare
-  v_until timestamptz := pg_catalog.clock_timestamp() + interval '59 seconds';
+  -- Two seconds before the next minute's run is due, whenever this run started.
+  v_until timestamptz := pg_catalog.date_trunc('minute', pg_catalog.clock_timestamp()) + interval '58 seconds';
 begin
   loop
     perform private.beat_replica_heartbeat();
