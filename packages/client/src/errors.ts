@@ -121,7 +121,38 @@ export class InvalidInputError extends TollgateError {}
 /** No answer (fetch failed), or 502/503/504 / a code-less 5xx from the gateway. Retried by the client. */
 export class NetworkError extends TollgateError {}
 
-const HOLD_STATE_KEYS = new Set(['hold_not_active', 'hold_expired', 'not_a_hold', 'not_refundable', 'grant_not_pending'])
+/**
+ * The keys that have a class of their own, each with the SQLSTATE it comes with; any other key
+ * is classed by its SQLSTATE alone (a PT409 key this client does not know is a `ConflictError`).
+ * tests/error-catalog.test.ts holds this map to the server's error catalog.
+ */
+export const errorClassesByKey: ReadonlyMap<string, { readonly code: string; readonly errorClass: typeof TollgateError }> = new Map(
+  ([
+    ['insufficient_credits', 'PT402', InsufficientCreditsError],
+    ['idempotency_conflict', 'PT409', IdempotencyConflictError],
+    ['hold_not_active', 'PT409', HoldStateError],
+    ['hold_expired', 'PT409', HoldStateError],
+    ['not_a_hold', 'PT409', HoldStateError],
+    ['not_refundable', 'PT409', HoldStateError],
+    ['grant_not_pending', 'PT409', HoldStateError],
+    ['request_in_progress', 'PT409', RequestInProgressError],
+    ['request_already_settled', 'PT409', RequestAlreadySettledError],
+    ['unknown_operation', 'PT404', UnknownOperationError],
+    ['unknown_request', 'PT404', UnknownRequestError],
+    ['unknown_org', 'PT404', UnknownOrgError],
+    ['not_a_member', '42501', NotAMemberError],
+  ] as const).map(([key, code, errorClass]) => [key, { code, errorClass }]),
+)
+
+// Any other key, by SQLSTATE: its class, and the key it gets when `message` is prose.
+const CODE_CLASSES = new Map<string, { errorClass: typeof TollgateError; fallbackKey: string }>([
+  ['PT402', { errorClass: TollgateError, fallbackKey: 'payment_required' }],
+  ['PT409', { errorClass: ConflictError, fallbackKey: 'conflict' }],
+  ['PT404', { errorClass: NotFoundError, fallbackKey: 'not_found' }],
+  // A plain privilege refusal carries prose ("permission denied for function ..."): key `forbidden`.
+  ['42501', { errorClass: ForbiddenError, fallbackKey: 'forbidden' }],
+  ['22023', { errorClass: InvalidInputError, fallbackKey: 'invalid_parameter_value' }],
+])
 
 // PostgreSQL refuses these before an RPC body runs; the keys are PostgreSQL's condition names.
 const TYPE_ERROR_KEYS: Record<string, string> = {
@@ -160,28 +191,12 @@ export function toTollgateError(error: PostgrestErrorLike, status: number): Toll
     return new NetworkError({ ...base, key: 'network_error', retryable: true })
   }
 
+  const keyed = ownKey === null ? undefined : errorClassesByKey.get(ownKey)
+  if (ownKey !== null && keyed?.code === code) return new keyed.errorClass({ ...base, key: ownKey })
+  const byCode = CODE_CLASSES.get(code)
+  if (byCode) return new byCode.errorClass({ ...base, key: ownKey ?? byCode.fallbackKey })
+
   switch (code) {
-    case 'PT402':
-      return ownKey === 'insufficient_credits'
-        ? new InsufficientCreditsError({ ...base, key: ownKey })
-        : new TollgateError({ ...base, key: ownKey ?? 'payment_required' })
-    case 'PT409':
-      if (ownKey === 'idempotency_conflict') return new IdempotencyConflictError({ ...base, key: ownKey })
-      if (ownKey && HOLD_STATE_KEYS.has(ownKey)) return new HoldStateError({ ...base, key: ownKey })
-      if (ownKey === 'request_in_progress') return new RequestInProgressError({ ...base, key: ownKey })
-      if (ownKey === 'request_already_settled') return new RequestAlreadySettledError({ ...base, key: ownKey })
-      return new ConflictError({ ...base, key: ownKey ?? 'conflict' })
-    case 'PT404':
-      if (ownKey === 'unknown_operation') return new UnknownOperationError({ ...base, key: ownKey })
-      if (ownKey === 'unknown_request') return new UnknownRequestError({ ...base, key: ownKey })
-      if (ownKey === 'unknown_org') return new UnknownOrgError({ ...base, key: ownKey })
-      return new NotFoundError({ ...base, key: ownKey ?? 'not_found' })
-    case '42501':
-      if (ownKey === 'not_a_member') return new NotAMemberError({ ...base, key: ownKey })
-      // A plain privilege refusal carries prose ("permission denied for function ..."): key `forbidden`.
-      return new ForbiddenError({ ...base, key: ownKey ?? 'forbidden' })
-    case '22023':
-      return new InvalidInputError({ ...base, key: ownKey ?? 'invalid_parameter_value' })
     case '22P02':
     case '22003':
     case '22P05':

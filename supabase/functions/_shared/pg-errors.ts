@@ -1,6 +1,8 @@
 // Our RPCs raise documented errors (message = key, SQLSTATE, JSON detail); edge functions that
-// call them answer with the same key and the HTTP status PostgREST would use.
+// call them answer with the same key and the HTTP status the error catalog gives it, which is
+// what PostgREST answers a signed-in caller (the functions refuse anon before any RPC).
 import { HttpError } from './http.ts'
+import { catalogEntry } from './errors/catalog.ts'
 
 interface PostgresError {
   code?: string
@@ -8,18 +10,23 @@ interface PostgresError {
   detail?: string
 }
 
-/** HttpError for a documented RPC error; undefined for anything else (a bug, an outage). */
+/**
+ * HttpError for a documented RPC error: a catalog key raised with the catalog's SQLSTATE and a
+ * 4xx status. Undefined for anything else — a bug, an outage, an internal invariant (5xx keys
+ * such as balance_out_of_sync), which the entry answers as 500 without revealing the key.
+ */
 export function fromRpcError(error: unknown): HttpError | undefined {
   const e = error as PostgresError
-  if (!e?.code || !e.message || !/^[a-z][a-z0-9_]*$/.test(e.message)) return undefined
+  if (!e?.code || !e.message) return undefined
+  const entry = catalogEntry(e.message)
+  if (!entry || entry.sqlstate !== e.code || entry.http_status >= 500) return undefined
   let details: Record<string, unknown> = {}
   try {
     details = e.detail ? JSON.parse(e.detail) : {}
   } catch {
     // keep {}
   }
-  const status = /^PT\d{3}$/.test(e.code) ? Number(e.code.slice(2)) : e.code === '22023' ? 400 : e.code === '42501' ? 403 : undefined
-  return status ? new HttpError(status, e.message, e.message.replaceAll('_', ' '), details) : undefined
+  return new HttpError(entry.http_status, e.message, e.message.replaceAll('_', ' '), details)
 }
 
 /** Runs an RPC call and rethrows documented errors as HttpError. */

@@ -151,7 +151,10 @@ insert into expected_functions values
   ('public.get_daily_usage(p_days integer, p_org_id uuid)',                                      false,   '{authenticated}'),
   ('private.fold_usage_deltas(p_from bigint, p_through bigint)',                                 false,   '{}'),
   ('public.roll_up_credit_usage(p_batch_size integer, p_wait_ms integer)',                       true,    '{service_role}'),
-  ('private.rebuild_credit_usage_rollup()',                                                      false,   '{}');
+  ('private.rebuild_credit_usage_rollup()',                                                      false,   '{}'),
+  -- the error catalog (20261201090000_error_catalog.sql)
+  ('private.fail(p_key text, p_detail jsonb, p_hint text)',                                      true,    '{authenticated,service_role}'),
+  ('private.fail(p_key text, p_errcode text, p_detail text)',                                    false,   '{authenticated,service_role}');
 
 create temporary view actual_functions as
 select
