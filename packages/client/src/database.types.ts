@@ -195,12 +195,6 @@ isOneToOne: false
 isOneToOne: false
       referencedRelation: "credit_grants"
       referencedColumns: ["id"]
-    },{
-      foreignKeyName: "credit_ledger_org_id_fkey"
-      columns: ["org_id"]
-isOneToOne: false
-      referencedRelation: "orgs"
-      referencedColumns: ["id"]
     }
                   ]
                 },"credit_prices": {
@@ -263,13 +257,7 @@ isOneToOne: false
                     "allocations"?: NonNullable<Json>,"backend_endpoint"?: string | null,"backend_error"?: boolean,"balance_after"?: number,"balance_before"?: number,"charged"?: number,"completed_at"?: string | null,"created_at"?: string,"error_code"?: string | null,"hold_expires_at"?: string | null,"input_summary"?: Json | null,"kind"?: string,"latency_ms"?: number | null,"metadata"?: NonNullable<Json>,"operation"?: string,"org_id"?: string,"output_summary"?: Json | null,"quantity"?: number,"refund_reason"?: string | null,"refunded"?: number,"refunded_at"?: string | null,"request_id"?: string,"reserved"?: number,"status"?: string,"success"?: boolean | null,"unit_price"?: number,"user_id"?: string | null
                   }
                   Relationships: [
-                    {
-      foreignKeyName: "credit_requests_org_id_fkey"
-      columns: ["org_id"]
-isOneToOne: false
-      referencedRelation: "orgs"
-      referencedColumns: ["id"]
-    }
+                    
                   ]
                 },"credit_revocations": {
                   Row: {
