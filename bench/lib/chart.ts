@@ -26,6 +26,8 @@ const palette: Record<string, string> = {
   client_lock_hot_rtt: '#7f7f7f',
   meter_reserve_settle: '#9467bd',
   floor_distinct_meter: '#c5b0d5',
+  ours_configured: '#ff7f0e',
+  ours_unconfigured: '#ffbb78',
   http_distinct: '#1f77b4',
   http_hot: '#d62728',
   updates_gated: '#2ca02c',
@@ -99,7 +101,7 @@ export function chartSvg(measurements: Measurement[], subtitle: string): string 
   const families = [
     { title: 'SQL layer (pgbench): consume_credits and floors', variants: ['ours_distinct', 'floor_distinct', 'ours_hot', 'floor_hot', 'client_lock_hot'] },
     { title: 'SQL layer: hot org through the delay proxy', variants: ['ours_hot_rtt', 'floor_hot_rtt', 'client_lock_hot_rtt'] },
-    { title: 'SQL layer: the meter gateway\'s path', variants: ['meter_reserve_settle', 'floor_distinct_meter'] },
+    { title: 'SQL layer: gateway path; top-up and alerts', variants: ['meter_reserve_settle', 'floor_distinct_meter', 'ours_configured', 'ours_unconfigured'] },
     { title: 'HTTP (loopback): rpc via PostgREST, /updates gate on/off', variants: ['http_distinct', 'http_hot', 'updates_gated', 'updates_ungated'] },
   ]
   const width = 560
