@@ -87,7 +87,7 @@ export async function sideEffects(ctx: Context): Promise<ScenarioOutput> {
       note:
         `configured = set_auto_topup (threshold ${topUp.threshold}), set_org_billing and set_alert_webhook; the alert thresholds (50/75/90/100 % of the last grant) are armed on both halves, since every credited grant arms them, so the alert trigger's WHEN clause runs on both sides and a webhook is read only by the dispatcher. ` +
         `A charge that crosses a threshold (once per threshold per grant; one open top-up per org) also inserts its outbox row in the same transaction: not measured here` +
-        (worst.ratio >= 0.9 ? '' : `; below 0.9× with nothing queued, the cost is the top-up trigger's WHEN clause on the configured balance rows, or noise between two identical paths`),
+        (worst.ratio >= 0.9 ? '' : `; with nothing queued, the one difference on the charge path is the top-up trigger's WHEN clause seeing a threshold (three comparisons), so a ratio below 0.9× here is more likely noise than cost: compare the other client counts`),
     }
     return { rows: [row], measurements, details: { set_up: rows, queued_before: before, queued_after: after } }
   } finally {
