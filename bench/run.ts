@@ -4,6 +4,7 @@
 //   BENCH_SECONDS=10   seconds per measurement of one variant at one client count
 //   BENCH_QUICK=1      smoke run: 2 s per measurement, smaller data
 //   BENCH_ONLY=1,4     run only these scenarios (development aid; the report says so)
+//   BENCH_RTT_MS=0.5   client↔database round trip the delay proxy adds in scenario 3b
 import os from 'node:os'
 import pg from 'pg'
 import { freePorts, startStack, type RunningStack } from '@tollgate/local-stack'
@@ -18,6 +19,9 @@ import type { ScenarioResult } from './lib/result.ts'
 import { settings } from './lib/settings.ts'
 import { prepare } from './prepare.ts'
 import { distinctOrgs, hotOrg } from './scenarios/charges.ts'
+import { hotOrgOverNetwork } from './scenarios/network.ts'
+import { meterPath } from './scenarios/meter.ts'
+import { sideEffects } from './scenarios/side-effects.ts'
 import { gateQuery } from './scenarios/gate.ts'
 import { balanceVsLedger } from './scenarios/balance.ts'
 import { maintenance } from './scenarios/maintenance.ts'
@@ -31,12 +35,16 @@ interface Scenario {
   run(ctx: Context): Promise<ScenarioOutput>
 }
 
-// Order matters: the charge scenarios run before the 10M-row ledger and the maintenance data
-// exist, so ours and its floors work on tables of comparable size; scenario 7 follows 1-2,
-// whose SQL-layer figures it compares with; scenario 6 changes the most data and runs last.
+// Order matters: the charge scenarios (1-3, 3b, 10, 11) run before the 10M-row ledger and the
+// maintenance data exist, so ours and its floors work on tables of comparable size; 3b follows
+// 3, whose loopback figures it shows beside its own; scenario 7 follows 1-2, whose SQL-layer
+// figures it compares with; scenario 6 changes the most data and runs last.
 const scenarios: Scenario[] = [
   { id: '1', title: 'consume_credits on distinct orgs vs floor', run: distinctOrgs },
   { id: '2-3', title: 'consume_credits on one hot org vs floor and the client-side locking pattern', run: hotOrg },
+  { id: '3b', title: 'one hot org over a client↔database round trip (delay proxy) vs the client-side locking pattern', run: hotOrgOverNetwork },
+  { id: '10', title: 'reserve + capture, the meter gateway\'s path, on distinct orgs vs floor', run: meterPath },
+  { id: '11', title: 'consume_credits with auto top-up and alerts configured vs without', run: sideEffects },
   { id: '7', title: 'consume_credits through PostgREST vs SQL layer', run: httpConsume },
   { id: '8', title: 'POST /functions/v1/updates gated vs ungated', run: pluginGate },
   { id: '4', title: 'plugin gate query vs Capgo v2 balances view', run: gateQuery },

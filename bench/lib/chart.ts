@@ -21,6 +21,13 @@ const palette: Record<string, string> = {
   ours_hot: '#d62728',
   floor_hot: '#ff9896',
   client_lock_hot: '#7f7f7f',
+  ours_hot_rtt: '#d62728',
+  floor_hot_rtt: '#ff9896',
+  client_lock_hot_rtt: '#7f7f7f',
+  meter_reserve_settle: '#9467bd',
+  floor_distinct_meter: '#c5b0d5',
+  ours_configured: '#ff7f0e',
+  ours_unconfigured: '#ffbb78',
   http_distinct: '#1f77b4',
   http_hot: '#d62728',
   updates_gated: '#2ca02c',
@@ -93,6 +100,8 @@ function panel(p: Panel, x0: number, y0: number, width: number, height: number, 
 export function chartSvg(measurements: Measurement[], subtitle: string): string {
   const families = [
     { title: 'SQL layer (pgbench): consume_credits and floors', variants: ['ours_distinct', 'floor_distinct', 'ours_hot', 'floor_hot', 'client_lock_hot'] },
+    { title: 'SQL layer: hot org through the delay proxy', variants: ['ours_hot_rtt', 'floor_hot_rtt', 'client_lock_hot_rtt'] },
+    { title: 'SQL layer: gateway path; top-up and alerts', variants: ['meter_reserve_settle', 'floor_distinct_meter', 'ours_configured', 'ours_unconfigured'] },
     { title: 'HTTP (loopback): rpc via PostgREST, /updates gate on/off', variants: ['http_distinct', 'http_hot', 'updates_gated', 'updates_ungated'] },
   ]
   const width = 560

@@ -95,3 +95,20 @@ export async function profileCharges(
     functions,
   }
 }
+
+/** Rows written per transaction (inserted + updated), every table. */
+export const rowsWritten = (p: ChargeProfile): number => round(Object.values(p.tables).reduce((sum, t) => sum + t.inserted + t.updated, 0), 2)
+
+/** What one transaction writes, table by table: "credit_ledger 1 inserted, credit_balances 1 updated (100% HOT)". */
+export function writesText(p: ChargeProfile): string {
+  return Object.entries(p.tables)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, t]) => {
+      const parts = [
+        t.inserted ? `${t.inserted} inserted` : '',
+        t.updated ? `${t.updated} updated (${Math.round((100 * t.hot_updated) / t.updated)}% HOT)` : '',
+      ]
+      return `${name.replace(/^public\./, '')} ${parts.filter(Boolean).join(' + ')}`
+    })
+    .join(', ')
+}

@@ -58,6 +58,7 @@ export function writeReport(report: Report): string[] {
     `**Method.** Every ratio compares variants measured side by side in this run, interleaved in mirrored order (A B … B A, half the time each pass) so a drift in background load hits both. ` +
       `SQL: pgbench -M prepared -n -j 2 (fewer threads than clients never), -T per pass, against the stack's primary as postgres; latency percentiles from pgbench's per-transaction log. ` +
       `consume_credits runs with the caller's claims set in request.jwt.claims in the same statement, as PostgREST does. ` +
+      `Scenario 3b connects both sides through a TCP delay proxy on 127.0.0.1 that adds ${settings.rttMs} ms per round trip, per message (its measured round trip is row 3c). ` +
       `HTTP: autocannon, closed loop, loopback only. pg_cron jobs are paused on this throwaway stack so they neither add noise nor do scenario 6's work. ` +
       `A target is met or missed as measured; a MISS is reported, never retried away.`,
     '',
