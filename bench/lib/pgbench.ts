@@ -75,22 +75,53 @@ export async function pgbench(target: PgTarget, spec: PgbenchRun): Promise<Sampl
     if (!Number.isFinite(processed) || !Number.isFinite(tps) || tps <= 0) {
       throw new Error(`pgbench ${spec.name}: cannot read its summary:\n${result.stdout.slice(-800)}`)
     }
-    return { count: processed, seconds: processed / tps, latencies_ms: readLatencies(logs), failed }
+    if (spec.transactions) return { count: processed, seconds: processed / tps, latencies_ms: readLog(logs).latencies_ms, failed }
+    return warmedUp(readLog(logs), spec.seconds, failed)
   } finally {
     for (const file of logs) fs.rmSync(file, { force: true })
   }
 }
 
-/** Third field of pgbench's per-transaction log: latency in microseconds. */
-function readLatencies(files: string[]): Float64Array {
-  const values: number[] = []
+interface TransactionLog {
+  /** Latency of each transaction, ms (third field of pgbench's per-transaction log). */
+  latencies_ms: Float64Array
+  /** When each transaction ended, seconds since the epoch (fifth and sixth fields). */
+  ended_s: Float64Array
+}
+
+function readLog(files: string[]): TransactionLog {
+  const latencies: number[] = []
+  const ended: number[] = []
   for (const file of files) {
     for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-      const field = line.split(' ')[2]
-      if (field === undefined) continue
-      const micros = Number(field)
-      if (Number.isFinite(micros)) values.push(micros / 1000)
+      const fields = line.split(' ')
+      const micros = Number(fields[2])
+      const endS = Number(fields[4]) + Number(fields[5]) / 1e6
+      if (fields.length < 6 || !Number.isFinite(micros) || !Number.isFinite(endS)) continue
+      latencies.push(micros / 1000)
+      ended.push(endS)
     }
   }
-  return Float64Array.from(values)
+  return { latencies_ms: Float64Array.from(latencies), ended_s: Float64Array.from(ended) }
+}
+
+/**
+ * Every pgbench run opens new connections, and a new connection's first calls compile the
+ * PL/pgSQL functions and plan their statements: a cost a pooled application server (PostgREST
+ * keeps its connections) pays once, not per second of traffic, and one that weighs on a side in
+ * proportion to how many functions it calls. So the first second of each timed run (at most a
+ * fifth of it) is a warm-up: throughput and latencies count the transactions that ended after it.
+ */
+function warmedUp(log: TransactionLog, seconds: number, failed: number): Sample {
+  let start = Infinity
+  let end = -Infinity
+  for (let i = 0; i < log.ended_s.length; i++) {
+    start = Math.min(start, log.ended_s[i]! - log.latencies_ms[i]! / 1000)
+    end = Math.max(end, log.ended_s[i]!)
+  }
+  const from = start + Math.min(1, seconds / 5)
+  const kept: number[] = []
+  for (let i = 0; i < log.ended_s.length; i++) if (log.ended_s[i]! >= from) kept.push(log.latencies_ms[i]!)
+  if (kept.length === 0 || end <= from) throw new Error('pgbench: no transaction ended after the warm-up')
+  return { count: kept.length, seconds: end - from, latencies_ms: Float64Array.from(kept), failed }
 }

@@ -14,7 +14,7 @@ import type { Measurement } from '../lib/stats.ts'
 import type { Context, ScenarioOutput } from '../lib/context.ts'
 import { settle } from '../lib/context.ts'
 import { priceOperation, special, userIdSql } from '../prepare.ts'
-import { floorScript, perClients, pickUser, requestId, variant, worstRatio } from './charges.ts'
+import { floorScript, oursScript, perClients, pickUser, requestId, variant, worstRatio } from './charges.ts'
 
 // What the gateway stores for a 200 answer of {"ok": true}; the fingerprint stands for the
 // SHA-256 of the request (any 32 bytes: every request id is new). pgbench reads `:name` as a
@@ -33,8 +33,13 @@ select public.reserve_meter_request(null, ${userIdSql(':u::int')}::uuid, '${pric
 select public.settle_meter_request(:org::uuid, 'g' || :rid, true, ${result}, 200, 'application/json', ${body});
 `
 
-/** Proposed target: a hold and its capture are two charges' worth of locked work, each at scenario 1's 0.7× goal. */
-const target = 0.35
+/**
+ * A gateway request is two transactions, a hold and its capture, each a money operation under
+ * the balance lock with its own commit, where a plain charge is one. Target: a gateway request
+ * costs at most 2.5 plain charges, i.e. ours ≥ 0.4× consume_credits' throughput on the same orgs,
+ * measured side by side. Its ratio to the two-row floor is reported with it.
+ */
+const target = 0.4
 
 export async function meterPath(ctx: Context): Promise<ScenarioOutput> {
   await ctx.db.query('select public.set_meter_backend($1, $2, 10000, true)', [priceOperation, backendUrl])
@@ -51,7 +56,11 @@ export async function meterPath(ctx: Context): Promise<ScenarioOutput> {
   )
   if (settled.rows[0]?.r.charged !== 1 || settled.rows[0].r.status !== 'captured') throw new Error(`settle_meter_request sanity check: ${JSON.stringify(settled.rows[0])}`)
 
-  const variants = [variant(ctx.primary, 'meter_reserve_settle', meterScript), variant(ctx.primary, 'floor_distinct_meter', floorScript('distinct'))]
+  const variants = [
+    variant(ctx.primary, 'meter_reserve_settle', meterScript),
+    variant(ctx.primary, 'ours_distinct_meter', oursScript('distinct')),
+    variant(ctx.primary, 'floor_distinct_meter', floorScript('distinct')),
+  ]
   await warmUp(variants)
   await settle(ctx.admin)
   const measurements: Measurement[] = []
@@ -62,19 +71,20 @@ export async function meterPath(ctx: Context): Promise<ScenarioOutput> {
   const profile = await profileCharges(ctx.db, pgTarget(ctx.stack.superuserDbUrl), 'meter_reserve_settle', meterScript, transactions, 'public.meter_requests')
   const top = profile.functions.slice(0, 6).map((f) => `${f.name.replace(/^(public|private)\./, '')} ${Math.round(f.self_us * f.calls_per_tx)}`).join(', ')
 
-  const worst = worstRatio(measurements, 'meter_reserve_settle', 'floor_distinct_meter', settings.clients)
+  const worst = worstRatio(measurements, 'meter_reserve_settle', 'ours_distinct_meter', settings.clients)
+  const worstFloor = worstRatio(measurements, 'meter_reserve_settle', 'floor_distinct_meter', settings.clients)
   const rowsOut: Row[] = [
     {
-      scenario: `10. reserve + capture, the meter gateway's path (backend lookup; reserve_meter_request; settle_meter_request capturing all: two transactions), ${settings.distinctOrgs.toLocaleString('en')} orgs vs floor`,
-      target: `proposed: ours ≥ ${target}× floor tps (worst of 1/8/32 clients): a hold and its capture are two charges' locked work, each at scenario 1's 0.7×`,
+      scenario: `10. reserve + capture, the meter gateway's path (backend lookup; reserve_meter_request; settle_meter_request capturing all: two transactions), ${settings.distinctOrgs.toLocaleString('en')} orgs vs a plain consume_credits`,
+      target: `ours ≥ ${target}× consume_credits tps (worst of 1/8/32 clients): a gateway request is two locked transactions, at most 2.5 plain charges' work`,
       ratio: worst.ratio,
-      measured: `${ratioText(worst.ratio)} (${perClients(measurements, 'meter_reserve_settle', 'floor_distinct_meter', settings.clients)})`,
+      measured: `${ratioText(worst.ratio)} (${perClients(measurements, 'meter_reserve_settle', 'ours_distinct_meter', settings.clients)}); vs the floor ${ratioText(worstFloor.ratio)} (${perClients(measurements, 'meter_reserve_settle', 'floor_distinct_meter', settings.clients)})`,
       status: pass(worst.ratio >= target),
-      absolute: `at ${worst.clients}c: gateway path ${tpsText(find(measurements, 'meter_reserve_settle', worst.clients))} (requests/s); floor ${tpsText(find(measurements, 'floor_distinct_meter', worst.clients))}`,
+      absolute: `at ${worst.clients}c: gateway path ${tpsText(find(measurements, 'meter_reserve_settle', worst.clients))} (requests/s); consume_credits ${tpsText(find(measurements, 'ours_distinct_meter', worst.clients))}; floor ${tpsText(find(measurements, 'floor_distinct_meter', worst.clients))}`,
       note:
         worst.ratio >= target
           ? undefined
-          : `per request the gateway path writes ${rowsWritten(profile)} rows and ${profile.wal_bytes_per_tx} B of WAL in two commits (scenario 1's floor: 2 rows, one commit); self time per request, µs: ${top}`,
+          : `per request the gateway path writes ${rowsWritten(profile)} rows and ${profile.wal_bytes_per_tx} B of WAL in two commits; self time per request, µs: ${top}`,
     },
     {
       scenario: '10b. rows written and WAL per gateway request (reserve + settle)',
