@@ -21,6 +21,7 @@ insert into expected_functions values
   ('private.fail(p_key text, p_errcode text, p_detail jsonb, p_hint text)',                      false,   '{authenticated,service_role}'),
   ('private.caller_org(p_org_id uuid)',                                                          true,    '{authenticated}'),
   ('private.check_metadata(p_metadata jsonb, p_key text)',                                       false,   '{authenticated}'),
+  ('private.check_credits(p_value bigint, p_field text, p_key text, p_min bigint, p_hint text)', false, '{}'),
   ('private.check_request_id(p_request_id text)',                                                false,   '{}'),
   ('private.lock_balance(p_org_id uuid)',                                                        false,   '{}'),
   ('private.apply_balance_change(p_org_id uuid, p_kind text, p_amount bigint, p_held_delta bigint, p_request_id text, p_grant_id uuid, p_metadata jsonb)',

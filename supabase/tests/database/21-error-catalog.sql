@@ -23,7 +23,8 @@ insert into forwarders values
   ('private.fail(p_key text, p_errcode text, p_detail jsonb, p_hint text)'),
   ('private.fail(p_key text, p_detail jsonb, p_hint text)'),
   ('private.fail(p_key text, p_errcode text, p_detail text)'),
-  ('private.check_metadata(p_metadata jsonb, p_key text)');
+  ('private.check_metadata(p_metadata jsonb, p_key text)'),
+  ('private.check_credits(p_value bigint, p_field text, p_key text, p_min bigint, p_hint text)');
 
 -- Every private.fail( call: its first argument (a literal key or a name) and, when the second
 -- argument is a string literal not cast to another type, that literal. PostgreSQL resolves
@@ -69,6 +70,14 @@ union all
 select 'private.check_metadata(p_metadata jsonb, p_key text)', substring(pg_get_function_arguments(p.oid) from 'DEFAULT ''([^'']*)'''),
        (select s.sqlstate from check_metadata_sqlstate s)
 from pg_proc p where p.oid = to_regprocedure('private.check_metadata(jsonb, text)')
+union all
+-- check_credits' key (its third argument, or its default): raised through the catalog
+select b.fn, m[1], null
+from function_bodies b, regexp_matches(b.body, $re$private\.check_credits\s*\([^,;]+,\s*'[^']*'\s*,\s*'([^']*)'$re$, 'gi') m
+union all
+select 'private.check_credits(p_value bigint, p_field text, p_key text, p_min bigint, p_hint text)',
+       substring(pg_get_function_arguments(p.oid) from 'p_key text DEFAULT ''([^'']*)'''), null
+from pg_proc p where p.oid = to_regprocedure('private.check_credits(bigint, text, text, bigint, text)')
 union all
 select e.fn, e.key, e.sqlstate from raise_errors e where e.key is not null;
 
