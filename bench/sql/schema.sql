@@ -123,38 +123,15 @@ group by g.org_id;
 
 -- Probes ------------------------------------------------------------------------------------------
 
--- private.request_result (LANGUAGE sql with SET search_path, so never inlined) called once per
--- transaction from PL/pgSQL, as charge() calls it, against the same expression written inline.
--- The difference is what the function call costs a charge.
-create function bench.probe_request_result_call()
-returns jsonb
-language plpgsql
-set search_path = ''
-as $$
-declare
-  r public.credit_requests;
-begin
-  select * into r from public.credit_requests limit 1;
-  return private.request_result(r, false);
-end
-$$;
-
-create function bench.probe_request_result_inline()
-returns jsonb
-language plpgsql
-set search_path = ''
-as $$
-declare
-  r public.credit_requests;
-begin
-  select * into r from public.credit_requests limit 1;
-  return jsonb_strip_nulls(jsonb_build_object(
-    'request_id', r.request_id, 'org_id', r.org_id, 'operation', r.operation, 'quantity', r.quantity,
-    'status', r.status, 'charged', r.charged, 'reserved', case when r.kind = 'hold' then r.reserved end,
-    'refunded', case when r.refunded > 0 then r.refunded end, 'hold_expires_at', r.hold_expires_at,
-    'balance_before', r.balance_before, 'balance_after', r.balance_after, 'replayed', false));
-end
-$$;
+-- What CHECK constraints cost a charge: PostgreSQL re-reads and re-plans every CHECK constraint
+-- of a table from its stored form for each INSERT or UPDATE statement, whichever columns the
+-- statement touches. Two copies of credit_grants, with and without its CHECK constraints (the
+-- same columns, indexes and fillfactor), filled from the real table when scenario 1 runs; the
+-- scenario updates `remaining` on both side by side, as a charge does.
+create table bench.grants_with_checks (like public.credit_grants including defaults including indexes including constraints)
+  with (fillfactor = 80);
+create table bench.grants_without_checks (like public.credit_grants including defaults including indexes)
+  with (fillfactor = 80);
 
 -- Scenario 9's reference: get_usage_stats as it was before the rollup, a full scan of the org's
 -- requests. The scenario checks that both answer the same text and reports this one's time.
