@@ -44,7 +44,7 @@ update private.outbound_settings set allow_local_http = true, updated_at = now()
 
 -- Usage page demo data ---------------------------------------------------------------------------
 -- Prices of the demo operations, a second member and a team org, grants with different expiries
--- (one expiring soon, one expired, one pending purchase), and 30 days of calls over several
+-- (one expiring soon, one expired, one pending purchase, one scheduled), and 30 days of calls over several
 -- operations made through the RPCs (so the ledger, the grants and the rollup stay exact), then
 -- dated back across the 30 days. Every step is idempotent: request ids and payment references
 -- are fixed, so a second run replays instead of charging again.
@@ -69,7 +69,8 @@ insert into public.org_members (org_id, user_id, role) values
 on conflict do nothing;
 
 -- Grants: a paid purchase (a year), a promotion that expires in 6 days and burns after the
--- purchase (priority 150), a purchase still waiting for its payment, the team's purchase.
+-- purchase (priority 150), a purchase still waiting for its payment, the team's purchase, and a
+-- promotion that starts in 30 days.
 select public.grant_credits(o.id, 20000, 'purchase', 'cs_test_demo_paid', now() + interval '300 days')
 from public.orgs o where o.personal_user_id = '5eed0000-0000-4000-8000-000000000001';
 select public.grant_credits(o.id, 600, 'promotion', 'demo-spring', now() + interval '6 days', '{}', 150)
@@ -77,6 +78,12 @@ from public.orgs o where o.personal_user_id = '5eed0000-0000-4000-8000-000000000
 select public.grant_credits(o.id, 5000, 'purchase', 'cs_test_demo_pending', null, '{}', 100, true)
 from public.orgs o where o.personal_user_id = '5eed0000-0000-4000-8000-000000000001';
 select public.grant_credits('5eed0000-0000-4000-8000-00000000000a', 3000, 'purchase', 'cs_test_demo_team', now() + interval '200 days');
+-- Next month's allowance, scheduled: not in the balance until it starts. Seeded once (a replay
+-- with another start would be an idempotency conflict).
+select public.grant_credits(o.id, 2000, 'promotion', 'demo-next-month', p_effective_at => now() + interval '30 days')
+from public.orgs o
+where o.personal_user_id = '5eed0000-0000-4000-8000-000000000001'
+  and not exists (select 1 from public.credit_grants g where g.org_id = o.id and g.source = 'promotion' and g.external_ref = 'demo-next-month');
 
 -- 30 days of calls, in one transaction (the rollup job never sees them undated). Chat
 -- completions go through holds (captured with their latency, 1 in 6 released as a backend

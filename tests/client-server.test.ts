@@ -51,6 +51,7 @@ describe('@tollgate/client/server', () => {
       externalRef: ref,
       priority: 50,
       expiresAt: expect.any(String),
+      effectiveAt: null,
       balanceAfter: 100,
       replayed: false,
     })

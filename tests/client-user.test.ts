@@ -36,7 +36,7 @@ describe('@tollgate/client user half', () => {
     const tollgate = createTollgateClient(user.client, fastRetries)
 
     const balance = await tollgate.balance()
-    expect(balance).toEqual({ orgId: org, available: 50, held: 0, nextExpiryAt: expect.any(String), nextExpiryAmount: 30 })
+    expect(balance).toEqual({ orgId: org, available: 50, held: 0, nextExpiryAt: expect.any(String), nextExpiryAmount: 30, scheduled: 0, nextStartAt: null, nextStartAmount: null })
     expect(new Date(balance.nextExpiryAt!).getTime()).toBe(expiresAt.getTime())
 
     const charge = await tollgate.consume({ operation, quantity: 3, metadata: { file: 'a.pdf' } })

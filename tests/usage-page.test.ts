@@ -88,9 +88,13 @@ describe('usage page in Chromium', { timeout: 90_000 }, () => {
     expect(await page.getByTestId('next-expiry').textContent()).toContain(new Intl.NumberFormat('en-US').format(balance.next_expiry_amount))
     const { data: stats } = await demo().rpc('get_usage_stats', { p_days: 30 })
     expect(digits(await page.getByTestId('total-calls').textContent())).toBe(stats.total_calls)
-    // The seeded grants: one expired, one pending, active ones.
+    // The seeded grants: one expired, one pending, one scheduled (with its start), active ones.
     const statuses = await page.getByTestId('grants').locator('tbody td .status').allTextContents()
-    expect(new Set(statuses)).toEqual(new Set(['active', 'pending', 'expired']))
+    expect(new Set(statuses)).toEqual(new Set(['active', 'pending', 'expired', 'scheduled']))
+    expect(await page.getByTestId('grants').getByTestId('starts').textContent()).toMatch(/^starts /)
+    // Scheduled credits are shown beside the balance, not in it.
+    expect(balance.scheduled).toBeGreaterThan(0)
+    expect(await page.getByTestId('scheduled').textContent()).toContain(new Intl.NumberFormat('en-US').format(balance.scheduled))
     expect(problems).toEqual([])
     await context.close()
   })

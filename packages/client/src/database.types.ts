@@ -159,14 +159,14 @@ isOneToOne: true
                   ]
                 },"credit_grants": {
                   Row: {
-                    "activated_at": string | null,"amount": number,"created_at": string,"expired_amount": number,"expired_at": string | null,"expires_at": string | null,"external_ref": string | null,"id": string,"metadata": NonNullable<Json>,"org_id": string,"pending_since": string | null,"priority": number,"remaining": number,"revoked_amount": number,"source": string,"status": string
+                    "activated_at": string | null,"amount": number,"created_at": string,"effective_at": string | null,"expired_amount": number,"expired_at": string | null,"expires_at": string | null,"external_ref": string | null,"id": string,"metadata": NonNullable<Json>,"org_id": string,"pending_since": string | null,"priority": number,"remaining": number,"revoked_amount": number,"source": string,"status": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "activated_at"?: string | null,"amount": number,"created_at"?: string,"expired_amount"?: number,"expired_at"?: string | null,"expires_at"?: string | null,"external_ref"?: string | null,"id"?: string,"metadata"?: NonNullable<Json>,"org_id": string,"pending_since"?: string | null,"priority"?: number,"remaining": number,"revoked_amount"?: number,"source": string,"status"?: string
+                    "activated_at"?: string | null,"amount": number,"created_at"?: string,"effective_at"?: string | null,"expired_amount"?: number,"expired_at"?: string | null,"expires_at"?: string | null,"external_ref"?: string | null,"id"?: string,"metadata"?: NonNullable<Json>,"org_id": string,"pending_since"?: string | null,"priority"?: number,"remaining": number,"revoked_amount"?: number,"source": string,"status"?: string
                   }
                   Update: {
-                    "activated_at"?: string | null,"amount"?: number,"created_at"?: string,"expired_amount"?: number,"expired_at"?: string | null,"expires_at"?: string | null,"external_ref"?: string | null,"id"?: string,"metadata"?: NonNullable<Json>,"org_id"?: string,"pending_since"?: string | null,"priority"?: number,"remaining"?: number,"revoked_amount"?: number,"source"?: string,"status"?: string
+                    "activated_at"?: string | null,"amount"?: number,"created_at"?: string,"effective_at"?: string | null,"expired_amount"?: number,"expired_at"?: string | null,"expires_at"?: string | null,"external_ref"?: string | null,"id"?: string,"metadata"?: NonNullable<Json>,"org_id"?: string,"pending_since"?: string | null,"priority"?: number,"remaining"?: number,"revoked_amount"?: number,"source"?: string,"status"?: string
                   }
                   Relationships: [
                     {
@@ -568,6 +568,9 @@ isOneToOne: false
             "activate_credit_grant":
 { Args: { "p_external_ref": string,"p_org_id": string,"p_source": string }; Returns: Json
                            },
+"activate_scheduled_grants":
+{ Args: { "p_batch_size"?: number }; Returns: number
+                           },
 "apply_charge_event":
 { Args: { "p_amount"?: number,"p_amount_refunded"?: number,"p_currency"?: string,"p_dispute_amount"?: number,"p_dispute_id"?: string,"p_dispute_status"?: string,"p_event_id": string,"p_event_type": string,"p_payment_intent_id": string }; Returns: Json
                            },
@@ -618,7 +621,7 @@ isOneToOne: false
 { Args: { "p_days"?: number,"p_org_id"?: string }; Returns: Json
                            },
 "grant_credits":
-{ Args: { "p_amount": number,"p_expires_at"?: string,"p_external_ref"?: string,"p_metadata"?: Json,"p_org_id": string,"p_pending"?: boolean,"p_priority"?: number,"p_source": string }; Returns: Json
+{ Args: { "p_amount": number,"p_effective_at"?: string,"p_expires_at"?: string,"p_external_ref"?: string,"p_metadata"?: Json,"p_org_id": string,"p_pending"?: boolean,"p_priority"?: number,"p_source": string }; Returns: Json
                            },
 "grant_onboarding_credits":
 { Args: { "p_amount": number,"p_expires_at"?: string,"p_user_id": string }; Returns: Json

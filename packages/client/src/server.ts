@@ -48,6 +48,12 @@ export interface GrantOptions {
   priority?: number
   /** Wait for activateGrant (payment confirmed) before the credits are spendable. */
   pending?: boolean
+  /**
+   * When the credits start. In the future: the grant is `scheduled` (not spendable, not in
+   * `available`) until the minute job credits it; at or before now: active at once. A replay
+   * must pass the same start (else IdempotencyConflictError). Not with `pending`.
+   */
+  effectiveAt?: Date | string
 }
 
 export interface GrantRef {
@@ -184,7 +190,7 @@ export function createTollgateServer(serviceSupabase: AnySupabaseClient, options
   }
 
   const server: TollgateServer = {
-    async grant({ orgId, amount, source, externalRef, expiresAt, metadata, priority, pending }) {
+    async grant({ orgId, amount, source, externalRef, expiresAt, metadata, priority, pending, effectiveAt }) {
       const args = {
         p_org_id: orgId,
         p_amount: amount,
@@ -194,6 +200,7 @@ export function createTollgateServer(serviceSupabase: AnySupabaseClient, options
         p_metadata: metadata,
         p_priority: priority,
         p_pending: pending,
+        p_effective_at: iso(effectiveAt),
       }
       const data = await runWithRetry('grant_credits', () => db.rpc('grant_credits', args), externalRef === undefined ? noRetry : policy)
       return toGrantResult(data)

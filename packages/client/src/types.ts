@@ -10,7 +10,8 @@ export type { Json }
 export type JsonObject = { [key: string]: Json | undefined }
 
 export type RequestStatus = 'charged' | 'held' | 'captured' | 'released' | 'expired' | 'refunded'
-export type GrantStatus = 'pending' | 'active' | 'expired' | 'voided'
+/** scheduled: starts at `effectiveAt`, not spendable and not in `available` until then. */
+export type GrantStatus = 'pending' | 'scheduled' | 'active' | 'expired' | 'voided'
 export type LedgerKind = 'grant' | 'charge' | 'hold' | 'capture' | 'release' | 'refund' | 'expire' | 'adjustment'
 export type OrgRole = 'owner' | 'admin' | 'member'
 
@@ -24,6 +25,12 @@ export interface Balance {
   nextExpiryAt: string | null
   /** Credits that expire then, or null. */
   nextExpiryAmount: number | null
+  /** Credits of grants that start later (not in `available` until they start). */
+  scheduled: number
+  /** When the next scheduled grant starts (ISO timestamp), or null. */
+  nextStartAt: string | null
+  /** Credits that start then, or null. */
+  nextStartAmount: number | null
   /** Credits used beyond the balance, present only when get_credit_balance reports it (it does not yet). */
   overage?: number
 }
@@ -112,6 +119,8 @@ export interface Grant {
   status: GrantStatus
   priority: number
   expiresAt: string | null
+  /** When the grant starts, if it was given a start (a scheduled grant is credited then). */
+  effectiveAt: string | null
   expiredAmount: number
   metadata: Json
   createdAt: string
@@ -131,6 +140,8 @@ export interface GrantResult {
   externalRef: string | null
   priority: number
   expiresAt: string | null
+  /** When the grant starts, if it was given a start. */
+  effectiveAt: string | null
   /** The org's spendable balance after the call. */
   balanceAfter: number
   /** True when this (org, source, external ref) was already granted: nothing added again. */
@@ -162,6 +173,9 @@ export function toBalance(data: unknown): Balance {
     held: num(r.held),
     nextExpiryAt: strOrNull(r.next_expiry_at),
     nextExpiryAmount: numOrNull(r.next_expiry_amount),
+    scheduled: num(r.scheduled),
+    nextStartAt: strOrNull(r.next_start_at),
+    nextStartAmount: numOrNull(r.next_start_amount),
     ...(r.overage === undefined || r.overage === null ? {} : { overage: num(r.overage) }),
   }
 }
@@ -245,6 +259,7 @@ export function toGrant(r: Tables<'credit_grants'>): Grant {
     status: r.status as GrantStatus,
     priority: r.priority,
     expiresAt: r.expires_at,
+    effectiveAt: r.effective_at,
     expiredAmount: r.expired_amount,
     metadata: r.metadata,
     createdAt: r.created_at,
@@ -266,6 +281,7 @@ export function toGrantResult(data: unknown): GrantResult {
     externalRef: strOrNull(r.external_ref),
     priority: num(r.priority),
     expiresAt: strOrNull(r.expires_at),
+    effectiveAt: strOrNull(r.effective_at),
     balanceAfter: num(r.balance_after),
     replayed: r.replayed === true,
   }

@@ -357,6 +357,10 @@ function balanceView(d: OrgData): TemplateResult {
         <div><dt>Available</dt><dd data-testid="available">${fmt.credits(b.available)}</dd></div>
         <div><dt>Held</dt><dd data-testid="held">${fmt.credits(b.held)}</dd></div>
         ${b.overage === undefined ? nothing : html`<div><dt>Overage</dt><dd data-testid="overage">${fmt.credits(b.overage)}</dd></div>`}
+        ${b.scheduled > 0 && b.nextStartAt ? html`<div>
+          <dt>Scheduled</dt>
+          <dd data-testid="scheduled">${fmt.credits(b.scheduled)} <small>next ${fmt.credits(b.nextStartAmount ?? 0)} on ${fmt.when(b.nextStartAt)}</small></dd>
+        </div>` : nothing}
         <div>
           <dt>Next expiry</dt>
           <dd data-testid="next-expiry">${b.nextExpiryAt ? html`${fmt.credits(b.nextExpiryAmount ?? 0)} <small>on ${fmt.when(b.nextExpiryAt)}</small>` : 'none'}</dd>
@@ -428,7 +432,9 @@ function usageView(d: OrgData): TemplateResult {
 
 function grantsView(d: OrgData): TemplateResult {
   const expiry = (g: Grant) => (g.expiresAt ? fmt.date(g.expiresAt) : 'never')
-  const status = (g: Grant) => html`<span class=${`status ${g.status}`}>${g.status}</span>`
+  // A scheduled grant says when it starts: until then its credits are not in the balance.
+  const status = (g: Grant) => html`<span class=${`status ${g.status}`}>${g.status}</span>${g.status === 'scheduled' && g.effectiveAt
+    ? html` <small data-testid="starts">starts ${fmt.date(g.effectiveAt)}</small>` : nothing}`
   return html`
     <section aria-labelledby="grants-heading" class="card grants">
       <h2 id="grants-heading">Grants</h2>

@@ -42,13 +42,13 @@ insert into expected_functions values
   ('private.lock_request(p_org_id uuid, p_request_id text)',                                     false,   '{}'),
   ('private.grant_result(p_grant credit_grants, p_replayed boolean)',                            false,   '{}'),
   ('private.lock_grant(p_org_id uuid, p_source text, p_external_ref text)',                     false,   '{}'),
-  ('private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean)',
+  ('private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone)',
                                                                                                  false,   '{}'),
   ('public.consume_credits(p_operation text, p_request_id text, p_quantity integer, p_org_id uuid, p_metadata jsonb)',
                                                                                                  true,    '{authenticated}'),
   ('public.get_credit_balance(p_org_id uuid)',                                                   false,   '{authenticated}'),
   ('public.get_usage_stats(p_days integer, p_org_id uuid)',                                      false,   '{authenticated}'),
-  ('public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean)',
+  ('public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone)',
                                                                                                  true,    '{service_role}'),
   ('public.activate_credit_grant(p_org_id uuid, p_source text, p_external_ref text)',            true,    '{service_role}'),
   ('public.void_credit_grant(p_org_id uuid, p_source text, p_external_ref text)',                true,    '{service_role}'),
@@ -156,7 +156,11 @@ insert into expected_functions values
   ('private.rebuild_credit_usage_rollup()',                                                      false,   '{}'),
   -- the error catalog (20261201090000_error_catalog.sql)
   ('private.fail(p_key text, p_detail jsonb, p_hint text)',                                      true,    '{authenticated,service_role}'),
-  ('private.fail(p_key text, p_errcode text, p_detail text)',                                    false,   '{authenticated,service_role}');
+  ('private.fail(p_key text, p_errcode text, p_detail text)',                                    false,   '{authenticated,service_role}'),
+  -- scheduled grants (20261201120000_scheduled_grants.sql); grant_credits, insert_grant, grant_result,
+  -- void_credit_grant, get_credit_balance and reconcile_credits are redefined there
+  ('private.activate_grants(p_org_id uuid, p_grant_ids uuid[])',                                 false,   '{}'),
+  ('public.activate_scheduled_grants(p_batch_size integer)',                                     true,    '{service_role}');
 
 create temporary view actual_functions as
 select

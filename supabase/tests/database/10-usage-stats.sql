@@ -106,7 +106,8 @@ select results_eq(
 select tests.authenticate_as(:'bob');
 select is(
   public.get_credit_balance(),
-  jsonb_build_object('org_id', :'bob_org'::uuid, 'available', 0, 'held', 0, 'next_expiry_at', null, 'next_expiry_amount', null),
+  jsonb_build_object('org_id', :'bob_org'::uuid, 'available', 0, 'held', 0, 'next_expiry_at', null, 'next_expiry_amount', null,
+    'scheduled', 0, 'next_start_at', null, 'next_start_amount', null),
   'an org without credits: zeros and no expiry'
 );
 select tests.authenticate_as_anon();
