@@ -43,6 +43,46 @@ CREATE SCHEMA private;
 
 
 --
+-- Name: activate_grants(uuid, uuid[]); Type: FUNCTION; Schema: private; Owner: -
+--
+
+CREATE FUNCTION private.activate_grants(p_org_id uuid, p_grant_ids uuid[] DEFAULT NULL::uuid[]) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_grant public.credit_grants;
+  v_activated uuid[] := '{}';
+begin
+  for v_grant in
+    select g.* from public.credit_grants g
+    where g.org_id = p_org_id and g.status = 'scheduled' and g.effective_at <= now()
+      and (p_grant_ids is null or g.id = any (p_grant_ids))
+    order by g.effective_at, g.id
+    for update
+  loop
+    -- One grant at a time, in start order: the last one started is the alerts' reference.
+    update public.credit_grants set status = 'active', activated_at = now() where id = v_grant.id;
+    perform private.apply_balance_change(p_org_id, 'grant', v_grant.amount, 0, null, v_grant.id,
+      jsonb_build_object('source', v_grant.source, 'external_ref', v_grant.external_ref, 'effective_at', v_grant.effective_at));
+    v_activated := v_activated || v_grant.id;
+  end loop;
+  if cardinality(v_activated) > 0 then
+    perform private.expire_grants(p_org_id, v_activated);
+  end if;
+  return cardinality(v_activated);
+end
+$$;
+
+
+--
+-- Name: FUNCTION activate_grants(p_org_id uuid, p_grant_ids uuid[]); Type: COMMENT; Schema: private; Owner: -
+--
+
+COMMENT ON FUNCTION private.activate_grants(p_org_id uuid, p_grant_ids uuid[]) IS 'The activation rule: credits an org''s scheduled grants whose start has come (all, or the listed ones) with one ledger entry each. Balance row locked by the caller. Internal.';
+
+
+--
 -- Name: alert_error_class(text); Type: FUNCTION; Schema: private; Owner: -
 --
 
@@ -810,6 +850,7 @@ CREATE TABLE public.credit_grants (
     activated_at timestamp with time zone,
     expired_at timestamp with time zone,
     revoked_amount bigint DEFAULT 0 NOT NULL,
+    effective_at timestamp with time zone,
     CONSTRAINT credit_grants_amount_check CHECK (((amount >= 1) AND (amount <= '1000000000000'::bigint))),
     CONSTRAINT credit_grants_check CHECK (((remaining >= 0) AND (remaining <= amount))),
     CONSTRAINT credit_grants_check1 CHECK (((status <> 'pending'::text) OR (pending_since IS NOT NULL))),
@@ -820,8 +861,10 @@ CREATE TABLE public.credit_grants (
     CONSTRAINT credit_grants_metadata_check CHECK ((jsonb_typeof(metadata) = 'object'::text)),
     CONSTRAINT credit_grants_priority_check CHECK (((priority >= 0) AND (priority <= 1000))),
     CONSTRAINT credit_grants_revoked_amount_check CHECK ((revoked_amount >= 0)),
+    CONSTRAINT credit_grants_scheduled_check CHECK (((status <> 'scheduled'::text) OR ((effective_at IS NOT NULL) AND (remaining = amount)))),
     CONSTRAINT credit_grants_source_check CHECK ((source ~ '^[a-z][a-z0-9_]{0,31}$'::text)),
-    CONSTRAINT credit_grants_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'active'::text, 'expired'::text, 'voided'::text]))),
+    CONSTRAINT credit_grants_starts_before_expiry CHECK (((effective_at IS NULL) OR (expires_at IS NULL) OR (expires_at > effective_at))),
+    CONSTRAINT credit_grants_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'scheduled'::text, 'active'::text, 'expired'::text, 'voided'::text]))),
     CONSTRAINT credit_grants_used_not_negative CHECK ((((remaining + expired_amount) + revoked_amount) <= amount))
 )
 WITH (fillfactor='80');
@@ -839,6 +882,13 @@ COMMENT ON TABLE public.credit_grants IS 'Where credits come from (top-ups, prom
 --
 
 COMMENT ON COLUMN public.credit_grants.revoked_amount IS 'Credits taken back from this grant by revoke_credits() (net of reinstatements).';
+
+
+--
+-- Name: COLUMN credit_grants.effective_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.credit_grants.effective_at IS 'When the grant starts, if the caller gave a start. A grant whose start was in the future is created ''scheduled'' and credited by activate_scheduled_grants() at or after this time.';
 
 
 --
@@ -860,6 +910,7 @@ begin
     'external_ref', p_grant.external_ref,
     'priority', p_grant.priority,
     'expires_at', p_grant.expires_at,
+    'effective_at', p_grant.effective_at,
     'balance_after', (select b.available from public.credit_balances b where b.org_id = p_grant.org_id),
     'replayed', p_replayed
   );
@@ -871,48 +922,60 @@ $$;
 -- Name: FUNCTION grant_result(p_grant public.credit_grants, p_replayed boolean); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.grant_result(p_grant public.credit_grants, p_replayed boolean) IS 'JSON answer for a grant. Internal.';
+COMMENT ON FUNCTION private.grant_result(p_grant public.credit_grants, p_replayed boolean) IS 'JSON answer for a grant (with effective_at). Internal.';
 
 
 --
--- Name: insert_grant(uuid, bigint, text, text, timestamp with time zone, jsonb, integer, boolean); Type: FUNCTION; Schema: private; Owner: -
+-- Name: insert_grant(uuid, bigint, text, text, timestamp with time zone, jsonb, integer, boolean, timestamp with time zone); Type: FUNCTION; Schema: private; Owner: -
 --
 
-CREATE FUNCTION private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean) RETURNS jsonb
+CREATE FUNCTION private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
 declare
   v_grant public.credit_grants;
+  v_scheduled boolean := p_effective_at > now();
 begin
   if p_external_ref is not null then
     select * into v_grant from public.credit_grants g
     where g.org_id = p_org_id and g.source = p_source and g.external_ref = p_external_ref;
     if found then
-      -- A retried payment is the same payment: only the amount must match. The expiry is
-      -- often computed at receipt time ("now + 30 days") and legitimately differs.
-      if v_grant.amount <> p_amount then
-        perform private.fail('idempotency_conflict', 'PT409',
-          jsonb_build_object('source', p_source, 'external_ref', p_external_ref, 'amount', v_grant.amount),
-          'this external reference was granted with another amount');
+      -- A retried payment is the same payment: the amount must match, and so must the start (a
+      -- different start is a different schedule). The expiry is often computed at receipt time
+      -- ("now + 30 days") and legitimately differs.
+      if v_grant.amount <> p_amount or v_grant.effective_at is distinct from p_effective_at then
+        perform private.fail('idempotency_conflict',
+          jsonb_build_object('source', p_source, 'external_ref', p_external_ref, 'amount', v_grant.amount,
+                             'effective_at', v_grant.effective_at),
+          'this external reference was granted with another amount or start');
       end if;
       return private.grant_result(v_grant, true);
     end if;
   end if;
 
   if p_expires_at is not null and p_expires_at <= now() then
-    perform private.fail('invalid_expiry', '22023', jsonb_build_object('expires_at', p_expires_at), 'expires_at must be in the future');
+    perform private.fail('invalid_expiry', jsonb_build_object('expires_at', p_expires_at), 'expires_at must be in the future');
+  end if;
+  if p_effective_at is not null then
+    if not isfinite(p_effective_at) or p_expires_at <= p_effective_at or (v_scheduled and p_pending) then
+      perform private.fail('invalid_effective_at',
+        jsonb_build_object('effective_at', p_effective_at, 'expires_at', p_expires_at, 'pending', p_pending),
+        'a grant starts at a finite time before its expiry; a pending grant starts when its payment succeeds');
+    end if;
   end if;
 
-  insert into public.credit_grants (org_id, amount, remaining, source, external_ref, status, priority, expires_at, metadata, pending_since, activated_at)
+  insert into public.credit_grants (org_id, amount, remaining, source, external_ref, status, priority, expires_at, metadata,
+                                    pending_since, activated_at, effective_at)
   values (p_org_id, p_amount, p_amount, p_source, p_external_ref,
-          case when p_pending then 'pending' else 'active' end,
+          case when p_pending then 'pending' when v_scheduled then 'scheduled' else 'active' end,
           p_priority, p_expires_at, p_metadata,
           case when p_pending then now() end,
-          case when not p_pending then now() end)
+          case when not p_pending and not coalesce(v_scheduled, false) then now() end,
+          p_effective_at)
   returning * into v_grant;
 
-  if not p_pending then
+  if v_grant.status = 'active' then
     perform private.apply_balance_change(p_org_id, 'grant', p_amount, 0, null, v_grant.id,
       jsonb_build_object('source', p_source, 'external_ref', p_external_ref));
   end if;
@@ -922,10 +985,10 @@ $$;
 
 
 --
--- Name: FUNCTION insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean); Type: COMMENT; Schema: private; Owner: -
+-- Name: FUNCTION insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean) IS 'Inserts a grant idempotently on (org, source, external_ref) and credits it unless pending. Internal.';
+COMMENT ON FUNCTION private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone) IS 'Inserts a grant idempotently on (org, source, external_ref, with the same amount and start) and credits it unless pending or scheduled. Internal.';
 
 
 --
@@ -2667,6 +2730,54 @@ COMMENT ON FUNCTION public.activate_credit_grant(p_org_id uuid, p_source text, p
 
 
 --
+-- Name: activate_scheduled_grants(integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.activate_scheduled_grants(p_batch_size integer DEFAULT 2000) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ids uuid[];
+  v_org_id uuid;
+  v_count integer := 0;
+begin
+  if p_batch_size is null or p_batch_size not between 1 and 10000 then
+    perform private.fail('invalid_batch_size', jsonb_build_object('batch_size', p_batch_size, 'min', 1, 'max', 10000));
+  end if;
+  select array_agg(d.id) into v_ids
+  from (
+    select g.id from public.credit_grants g
+    where g.status = 'scheduled' and g.effective_at <= now()
+    order by g.effective_at
+    limit p_batch_size
+  ) d;
+  if v_ids is null then
+    return 0;
+  end if;
+
+  for v_org_id in
+    select b.org_id from public.credit_balances b
+    where b.org_id in (select g.org_id from public.credit_grants g where g.id = any (v_ids))
+    order by b.org_id
+    for update
+  loop
+    -- Re-read under the lock: a grant may have been voided meanwhile.
+    v_count := v_count + private.activate_grants(v_org_id, v_ids);
+  end loop;
+  return v_count;
+end
+$$;
+
+
+--
+-- Name: FUNCTION activate_scheduled_grants(p_batch_size integer); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.activate_scheduled_grants(p_batch_size integer) IS 'Cron (every minute) / service_role: credit scheduled grants whose start has come, in a bounded batch (private.activate_grants per org, balances locked in org order); returns the number activated. Definer: it writes every org''s grants and balances.';
+
+
+--
 -- Name: apply_charge_event(text, text, text, bigint, bigint, text, text, bigint, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -3307,6 +3418,8 @@ declare
   v_balance public.credit_balances;
   v_due bigint;
   v_next record;
+  v_scheduled bigint;
+  v_start record;
 begin
   select * into v_balance from public.credit_balances b where b.org_id = v_org_id;
   select coalesce(sum(g.remaining), 0) into v_due
@@ -3318,12 +3431,24 @@ begin
   group by g.expires_at
   order by g.expires_at
   limit 1;
+  select coalesce(sum(g.amount), 0) into v_scheduled
+  from public.credit_grants g
+  where g.org_id = v_org_id and g.status = 'scheduled';
+  select g.effective_at, sum(g.amount) as amount into v_start
+  from public.credit_grants g
+  where g.org_id = v_org_id and g.status = 'scheduled'
+  group by g.effective_at
+  order by g.effective_at
+  limit 1;
   return jsonb_build_object(
     'org_id', v_org_id,
     'available', v_balance.available - v_due,
     'held', v_balance.held,
     'next_expiry_at', v_next.expires_at,
-    'next_expiry_amount', v_next.amount
+    'next_expiry_amount', v_next.amount,
+    'scheduled', v_scheduled,
+    'next_start_at', v_start.effective_at,
+    'next_start_amount', v_start.amount
   );
 end
 $$;
@@ -3333,7 +3458,7 @@ $$;
 -- Name: FUNCTION get_credit_balance(p_org_id uuid); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.get_credit_balance(p_org_id uuid) IS 'User RPC: {org_id, available, held, next_expiry_at, next_expiry_amount} for the caller''s org (default: personal).';
+COMMENT ON FUNCTION public.get_credit_balance(p_org_id uuid) IS 'User RPC: {org_id, available, held, next_expiry_at, next_expiry_amount, scheduled, next_start_at, next_start_amount} for the caller''s org (default: personal). scheduled: credits of grants that start later (not in available).';
 
 
 --
@@ -3443,19 +3568,17 @@ COMMENT ON FUNCTION public.get_usage_stats(p_days integer, p_org_id uuid) IS 'Us
 
 
 --
--- Name: grant_credits(uuid, bigint, text, text, timestamp with time zone, jsonb, integer, boolean); Type: FUNCTION; Schema: public; Owner: -
+-- Name: grant_credits(uuid, bigint, text, text, timestamp with time zone, jsonb, integer, boolean, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text DEFAULT NULL::text, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_metadata jsonb DEFAULT '{}'::jsonb, p_priority integer DEFAULT 100, p_pending boolean DEFAULT false) RETURNS jsonb
+CREATE FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text DEFAULT NULL::text, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_metadata jsonb DEFAULT '{}'::jsonb, p_priority integer DEFAULT 100, p_pending boolean DEFAULT false, p_effective_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $_$
 declare
   v_metadata jsonb := private.check_metadata(p_metadata);
 begin
-  if p_amount is null or p_amount not between 1 and 1000000000000 then
-    perform private.fail('invalid_amount', '22023', jsonb_build_object('amount', p_amount, 'min', 1, 'max', 1000000000000));
-  end if;
+  perform private.check_credits(p_amount, 'amount');
   if p_source is null or p_source !~ '^[a-z][a-z0-9_]{0,31}$' or p_source in ('onboarding', 'refund') then
     perform private.fail('invalid_source', '22023', jsonb_build_object('source', p_source),
       'a lowercase word such as purchase, promotion or adjustment; onboarding and refund grants have their own RPCs');
@@ -3467,16 +3590,17 @@ begin
     perform private.fail('invalid_priority', '22023', jsonb_build_object('priority', p_priority, 'min', 0, 'max', 1000));
   end if;
   perform private.lock_balance(p_org_id);
-  return private.insert_grant(p_org_id, p_amount, p_source, p_external_ref, p_expires_at, v_metadata, p_priority, coalesce(p_pending, false));
+  return private.insert_grant(p_org_id, p_amount, p_source, p_external_ref, p_expires_at, v_metadata, p_priority,
+    coalesce(p_pending, false), p_effective_at);
 end
 $_$;
 
 
 --
--- Name: FUNCTION grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean); Type: COMMENT; Schema: public; Owner: -
+-- Name: FUNCTION grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean) IS 'Server RPC: add credits to an org, idempotent on (org, source, external_ref); p_pending waits for activate_credit_grant.';
+COMMENT ON FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone) IS 'Server RPC: add credits to an org, idempotent on (org, source, external_ref); p_pending waits for activate_credit_grant; p_effective_at in the future schedules the grant (not spendable, not in available, until activate_scheduled_grants() credits it). Errors: idempotency_conflict PT409, invalid_* 22023.';
 
 
 --
@@ -3696,10 +3820,27 @@ begin
     where g.status in ('active', 'expired')
       and g.amount - g.remaining - g.expired_amount - g.revoked_amount <> coalesce(a.allocated, 0)
   ),
+  schedule_issues as (
+    -- A grant that has not started has not been credited: no ledger entry names it.
+    select g.org_id, 'scheduled_grant_in_ledger' as check_name, 0::numeric as expected, sum(l.amount)::numeric as actual,
+      jsonb_build_object('grant_id', g.id) as detail
+    from public.credit_grants g
+    join public.credit_ledger l on l.grant_id = g.id
+    where g.status = 'scheduled'
+    group by g.org_id, g.id
+    union all
+    -- A grant that started later was credited when it started, not before (epoch seconds).
+    select g.org_id, 'grant_credited_before_start', extract(epoch from g.effective_at), extract(epoch from l.created_at),
+      jsonb_build_object('grant_id', g.id, 'ledger_id', l.id)
+    from public.credit_grants g
+    join public.credit_ledger l on l.grant_id = g.id and l.kind = 'grant'
+    where g.effective_at is not null and l.created_at < g.effective_at
+  ),
   found as (
     select org_id, check_name, expected, actual, '{}'::jsonb as detail from balance_issues
     union all select org_id, check_name, expected, actual, detail from request_issues
     union all select org_id, check_name, expected, actual, detail from grant_issues
+    union all select org_id, check_name, expected, actual, detail from schedule_issues
   )
   insert into public.credit_reconciliation_issues (run_id, org_id, check_name, expected, actual, detail)
   select v_run_id, org_id, check_name, expected, actual, detail from found;
@@ -3735,7 +3876,7 @@ $$;
 -- Name: FUNCTION reconcile_credits(); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.reconcile_credits() IS 'Cron (daily) / service_role: cross-check balances, grants, ledger, holds, flag, requests and revocations; record and count discrepancies; list open payment exceptions (not counted).';
+COMMENT ON FUNCTION public.reconcile_credits() IS 'Cron (daily) / service_role: cross-check balances, grants, ledger, holds, flag, requests, revocations and scheduled grants (none credited before its start); record and count discrepancies; list open payment exceptions (not counted).';
 
 
 --
@@ -4369,9 +4510,10 @@ begin
   if v_grant.status = 'voided' then
     return private.grant_result(v_grant, true);
   end if;
-  if v_grant.status <> 'pending' then
-    perform private.fail('grant_not_pending', 'PT409', jsonb_build_object('status', v_grant.status));
+  if v_grant.status not in ('pending', 'scheduled') then
+    perform private.fail('grant_not_pending', jsonb_build_object('status', v_grant.status));
   end if;
+  -- Neither kind was ever credited: nothing to take out of the balance or the ledger.
   update public.credit_grants set status = 'voided', remaining = 0 where id = v_grant.id returning * into v_grant;
   return private.grant_result(v_grant, false);
 end
@@ -4382,7 +4524,7 @@ $$;
 -- Name: FUNCTION void_credit_grant(p_org_id uuid, p_source text, p_external_ref text); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.void_credit_grant(p_org_id uuid, p_source text, p_external_ref text) IS 'Server RPC: a pending grant''s payment failed; void it (idempotent). Errors: unknown_grant PT404, grant_not_pending PT409.';
+COMMENT ON FUNCTION public.void_credit_grant(p_org_id uuid, p_source text, p_external_ref text) IS 'Server RPC: a pending grant''s payment failed, or a scheduled grant is cancelled before it starts; void it (idempotent, nothing was credited). Errors: unknown_grant PT404, grant_not_pending PT409.';
 
 
 --
@@ -5543,6 +5685,20 @@ CREATE INDEX credit_grants_purchase_session_idx ON public.credit_grants USING bt
 
 
 --
+-- Name: credit_grants_scheduled_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX credit_grants_scheduled_idx ON public.credit_grants USING btree (effective_at) WHERE (status = 'scheduled'::text);
+
+
+--
+-- Name: credit_grants_scheduled_org_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX credit_grants_scheduled_org_idx ON public.credit_grants USING btree (org_id, effective_at) WHERE (status = 'scheduled'::text);
+
+
+--
 -- Name: credit_ledger_grant_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -5728,7 +5884,7 @@ CREATE TRIGGER record_low_balance_alerts BEFORE UPDATE OF available ON public.cr
 -- Name: credit_grants set_alert_reference_on_activation; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER set_alert_reference_on_activation AFTER UPDATE OF status ON public.credit_grants FOR EACH ROW WHEN (((old.status = 'pending'::text) AND (new.status = 'active'::text))) EXECUTE FUNCTION private.set_alert_reference();
+CREATE TRIGGER set_alert_reference_on_activation AFTER UPDATE OF status ON public.credit_grants FOR EACH ROW WHEN (((old.status = ANY (ARRAY['pending'::text, 'scheduled'::text])) AND (new.status = 'active'::text))) EXECUTE FUNCTION private.set_alert_reference();
 
 
 --
@@ -6519,6 +6675,13 @@ GRANT USAGE ON SCHEMA public TO service_role;
 
 
 --
+-- Name: FUNCTION activate_grants(p_org_id uuid, p_grant_ids uuid[]); Type: ACL; Schema: private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION private.activate_grants(p_org_id uuid, p_grant_ids uuid[]) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION alert_error_class(p_error text); Type: ACL; Schema: private; Owner: -
 --
 
@@ -6697,10 +6860,10 @@ REVOKE ALL ON FUNCTION private.grant_result(p_grant public.credit_grants, p_repl
 
 
 --
--- Name: FUNCTION insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean); Type: ACL; Schema: private; Owner: -
+-- Name: FUNCTION insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone); Type: ACL; Schema: private; Owner: -
 --
 
-REVOKE ALL ON FUNCTION private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone) FROM PUBLIC;
 
 
 --
@@ -6990,6 +7153,14 @@ GRANT ALL ON FUNCTION public.activate_credit_grant(p_org_id uuid, p_source text,
 
 
 --
+-- Name: FUNCTION activate_scheduled_grants(p_batch_size integer); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.activate_scheduled_grants(p_batch_size integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.activate_scheduled_grants(p_batch_size integer) TO service_role;
+
+
+--
 -- Name: FUNCTION apply_charge_event(p_event_id text, p_event_type text, p_payment_intent_id text, p_amount bigint, p_amount_refunded bigint, p_dispute_id text, p_dispute_status text, p_dispute_amount bigint, p_currency text); Type: ACL; Schema: public; Owner: -
 --
 
@@ -7110,11 +7281,11 @@ GRANT ALL ON FUNCTION public.get_usage_stats(p_days integer, p_org_id uuid) TO a
 
 
 --
--- Name: FUNCTION grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean); Type: ACL; Schema: public; Owner: -
+-- Name: FUNCTION grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
 --
 
-REVOKE ALL ON FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean) TO service_role;
+REVOKE ALL ON FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone) TO service_role;
 
 
 --
@@ -7552,6 +7723,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres REVOKE ALL ON FUNCTIONS  FROM PUBLIC;
 -- pg_cron jobs of postgres (rows of cron.job, scheduled by the migrations with cron.schedule)
 --
 
+SELECT cron.schedule('tollgate-activate-scheduled-grants', '* * * * *', $job$select public.activate_scheduled_grants(1000)$job$);
 SELECT cron.schedule('tollgate-expire-credit-grants', '* * * * *', $job$select public.expire_credit_grants(1000)$job$);
 SELECT cron.schedule('tollgate-expire-stale-holds', '* * * * *', $job$select public.expire_stale_holds(2000)$job$);
 SELECT cron.schedule('tollgate-reconcile-credits', '17 3 * * *', $job$select public.reconcile_credits()$job$);

@@ -175,9 +175,7 @@ as $$
 declare
   v_metadata jsonb := private.check_metadata(p_metadata);
 begin
-  if p_amount is null or p_amount not between 1 and 1000000000000 then
-    perform private.fail('invalid_amount', '22023', jsonb_build_object('amount', p_amount, 'min', 1, 'max', 1000000000000));
-  end if;
+  perform private.check_credits(p_amount, 'amount');
   if p_source is null or p_source !~ '^[a-z][a-z0-9_]{0,31}$' or p_source in ('onboarding', 'refund') then
     perform private.fail('invalid_source', '22023', jsonb_build_object('source', p_source),
       'a lowercase word such as purchase, promotion or adjustment; onboarding and refund grants have their own RPCs');
