@@ -155,7 +155,10 @@ insert into expected_functions values
   ('private.rebuild_credit_usage_rollup()',                                                      false,   '{}'),
   -- the error catalog (20261201090000_error_catalog.sql)
   ('private.fail(p_key text, p_detail jsonb, p_hint text)',                                      true,    '{authenticated,service_role}'),
-  ('private.fail(p_key text, p_errcode text, p_detail text)',                                    false,   '{authenticated,service_role}');
+  ('private.fail(p_key text, p_errcode text, p_detail text)',                                    false,   '{authenticated,service_role}'),
+  -- batch charges (20261201110000_consume_credits_batch.sql)
+  ('private.check_batch_items(p_items jsonb, p_max_items integer)',                              false,   '{}'),
+  ('public.consume_credits_batch(p_items jsonb, p_org_id uuid, p_atomic boolean)',               true,    '{authenticated}');
 
 create temporary view actual_functions as
 select
