@@ -27,6 +27,7 @@ import { balanceVsLedger } from './scenarios/balance.ts'
 import { maintenance } from './scenarios/maintenance.ts'
 import { httpConsume, pluginGate, stopPluginProcesses } from './scenarios/http.ts'
 import { usageStats } from './scenarios/usage.ts'
+import { batchCharges } from './scenarios/batch.ts'
 import type { ScenarioOutput } from './lib/context.ts'
 
 interface Scenario {
@@ -38,7 +39,7 @@ interface Scenario {
 // Order matters: the charge scenarios (1-3, 3b, 10, 11) run before the 10M-row ledger and the
 // maintenance data exist, so ours and its floors work on tables of comparable size; 3b follows
 // 3, whose loopback figures it shows beside its own; scenario 7 follows 1-2, whose SQL-layer
-// figures it compares with; scenario 6 changes the most data and runs last.
+// figures it compares with, and scenario 12 (batch charges over HTTP) beside it; scenario 6 changes the most data and runs last.
 const scenarios: Scenario[] = [
   { id: '1', title: 'consume_credits on distinct orgs vs floor', run: distinctOrgs },
   { id: '2-3', title: 'consume_credits on one hot org vs floor and the client-side locking pattern', run: hotOrg },
@@ -46,6 +47,7 @@ const scenarios: Scenario[] = [
   { id: '10', title: 'reserve + capture, the meter gateway\'s path, on distinct orgs vs floor', run: meterPath },
   { id: '11', title: 'consume_credits with auto top-up and alerts configured vs without', run: sideEffects },
   { id: '7', title: 'consume_credits through PostgREST vs SQL layer', run: httpConsume },
+  { id: '12', title: 'consume_credits_batch (100 items per call) vs consume_credits per item, through PostgREST', run: batchCharges },
   { id: '8', title: 'POST /functions/v1/updates gated vs ungated', run: pluginGate },
   { id: '4', title: 'plugin gate query vs Capgo v2 balances view', run: gateQuery },
   { id: '5', title: 'get_credit_balance, 1k vs big ledger', run: balanceVsLedger },

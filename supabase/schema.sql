@@ -432,6 +432,63 @@ COMMENT ON FUNCTION private.charge(p_org_id uuid, p_user_id uuid, p_kind text, p
 
 
 --
+-- Name: check_batch_items(jsonb, integer); Type: FUNCTION; Schema: private; Owner: -
+--
+
+CREATE FUNCTION private.check_batch_items(p_items jsonb, p_max_items integer) RETURNS integer
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_count integer;
+  v_bad record;
+begin
+  if p_items is null or jsonb_typeof(p_items) <> 'array' then
+    perform private.fail('invalid_items', jsonb_build_object('field', 'items', 'max_items', p_max_items),
+      'pass a JSON array of items {operation, request_id, quantity?, metadata?}');
+  end if;
+  v_count := jsonb_array_length(p_items);
+  if v_count not between 1 and p_max_items then
+    perform private.fail('invalid_items', jsonb_build_object('field', 'items', 'count', v_count, 'max_items', p_max_items),
+      'pass between 1 and ' || p_max_items || ' items');
+  end if;
+  -- One CASE, in order: the casts to numeric only ever see numbers.
+  select s.item, s.field into v_bad
+  from (
+    select e.i - 1 as item,
+           case
+             when jsonb_typeof(e.item) <> 'object' then 'item'
+             when jsonb_typeof(e.item -> 'operation') is distinct from 'string' then 'operation'
+             when jsonb_typeof(e.item -> 'request_id') is distinct from 'string' then 'request_id'
+             when jsonb_typeof(e.item -> 'quantity') <> 'number' then 'quantity'
+             when (e.item -> 'quantity')::numeric <> trunc((e.item -> 'quantity')::numeric)
+               or (e.item -> 'quantity')::numeric not between -2147483648 and 2147483647 then 'quantity'
+             when jsonb_typeof(e.item -> 'metadata') <> 'object' then 'metadata'
+             when exists (select from jsonb_object_keys(e.item) k
+                          where k not in ('operation', 'request_id', 'quantity', 'metadata')) then 'keys'
+           end as field
+    from jsonb_array_elements(p_items) with ordinality e(item, i)
+  ) s
+  where s.field is not null
+  order by s.item
+  limit 1;
+  if found then
+    perform private.fail('invalid_items', jsonb_build_object('item', v_bad.item, 'field', v_bad.field, 'max_items', p_max_items),
+      'each item is {operation: string, request_id: string, quantity?: integer, metadata?: object} and nothing else');
+  end if;
+  return v_count;
+end
+$$;
+
+
+--
+-- Name: FUNCTION check_batch_items(p_items jsonb, p_max_items integer); Type: COMMENT; Schema: private; Owner: -
+--
+
+COMMENT ON FUNCTION private.check_batch_items(p_items jsonb, p_max_items integer) IS 'Checks the shape of consume_credits_batch''s items (invalid_items 22023 naming the first bad item and field); returns their number. Internal.';
+
+
+--
 -- Name: check_credits(bigint, text, text, bigint, text); Type: FUNCTION; Schema: private; Owner: -
 --
 
@@ -3170,6 +3227,101 @@ $$;
 --
 
 COMMENT ON FUNCTION public.consume_credits(p_operation text, p_request_id text, p_quantity integer, p_org_id uuid, p_metadata jsonb) IS 'User RPC: charge price(p_operation) × p_quantity to the caller''s org (default: personal) once per p_request_id. Errors: insufficient_credits PT402, idempotency_conflict PT409, unknown_operation PT404, not_a_member 42501, invalid_* 22023.';
+
+
+--
+-- Name: consume_credits_batch(jsonb, uuid, boolean); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.consume_credits_batch(p_items jsonb, p_org_id uuid DEFAULT NULL::uuid, p_atomic boolean DEFAULT true) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_org_id uuid := private.caller_org(p_org_id);
+  v_user_id uuid := (select auth.uid());
+  v_atomic boolean := coalesce(p_atomic, true);
+  v_results jsonb[] := '{}';
+  v_result jsonb;
+  v_item jsonb;
+  v_index integer;
+  v_charged_total bigint := 0;
+  v_state text;
+  v_key text;
+  v_detail text;
+  v_hint text;
+  v_failed jsonb;
+begin
+  perform private.check_batch_items(p_items, 1000);
+
+  if v_atomic then
+    begin
+      for v_item, v_index in select e.item, (e.i - 1)::integer from jsonb_array_elements(p_items) with ordinality e(item, i) loop
+        v_result := private.charge(v_org_id, v_user_id, 'consume', v_item ->> 'operation', v_item ->> 'request_id',
+          coalesce((v_item ->> 'quantity')::integer, 1), null, coalesce(v_item -> 'metadata', '{}'));
+        if not (v_result ->> 'replayed')::boolean then
+          v_charged_total := v_charged_total + (v_result ->> 'charged')::bigint;
+        end if;
+        v_results := array_append(v_results, v_result);
+      end loop;
+    exception when sqlstate 'PT402' or sqlstate 'PT404' or sqlstate 'PT409' or sqlstate '22023' then
+      get stacked diagnostics v_state = returned_sqlstate, v_key = message_text, v_detail = pg_exception_detail, v_hint = pg_exception_hint;
+      v_failed := coalesce(nullif(v_detail, '')::jsonb, '{}');
+      if v_state = 'PT402' then
+        -- The balance before the batch is what the failing item found plus what the items
+        -- before it charged (all rolled back now).
+        perform private.fail('insufficient_credits', jsonb_build_object(
+            'required', v_charged_total + (v_failed ->> 'required')::bigint,
+            'available', v_charged_total + (v_failed ->> 'available')::bigint,
+            'item', v_index,
+            'request_id', v_item ->> 'request_id',
+            'operation', v_item ->> 'operation',
+            'item_required', (v_failed ->> 'required')::bigint),
+          'top up credits, or send fewer items (p_atomic false charges the items that fit)');
+      end if;
+      -- Any other item error fails the batch with its own key, naming the item.
+      raise exception using message = v_key, errcode = v_state,
+        detail = (v_failed || jsonb_build_object('item', v_index, 'request_id', v_item ->> 'request_id'))::text,
+        hint = coalesce(nullif(v_hint, ''), 'nothing in the batch was charged');
+    end;
+  else
+    perform private.lock_balance(v_org_id);
+    for v_item, v_index in select e.item, (e.i - 1)::integer from jsonb_array_elements(p_items) with ordinality e(item, i) loop
+      begin
+        v_result := private.charge(v_org_id, v_user_id, 'consume', v_item ->> 'operation', v_item ->> 'request_id',
+          coalesce((v_item ->> 'quantity')::integer, 1), null, coalesce(v_item -> 'metadata', '{}'));
+        if not (v_result ->> 'replayed')::boolean then
+          v_charged_total := v_charged_total + (v_result ->> 'charged')::bigint;
+        end if;
+      exception when sqlstate 'PT402' or sqlstate 'PT404' or sqlstate 'PT409' or sqlstate '22023' then
+        -- Documented item errors only; anything else (a broken invariant, a cancel) fails the call.
+        get stacked diagnostics v_state = returned_sqlstate, v_key = message_text, v_detail = pg_exception_detail;
+        v_result := jsonb_build_object(
+          'request_id', v_item ->> 'request_id',
+          'operation', v_item ->> 'operation',
+          'error', v_key,
+          'sqlstate', v_state,
+          'details', coalesce(nullif(v_detail, '')::jsonb, '{}'));
+      end;
+      v_results := array_append(v_results, v_result);
+    end loop;
+  end if;
+
+  return jsonb_build_object(
+    'org_id', v_org_id,
+    'results', to_jsonb(v_results),
+    'charged_total', v_charged_total,
+    'balance_after', (select b.available from public.credit_balances b where b.org_id = v_org_id)
+  );
+end
+$$;
+
+
+--
+-- Name: FUNCTION consume_credits_batch(p_items jsonb, p_org_id uuid, p_atomic boolean); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.consume_credits_batch(p_items jsonb, p_org_id uuid, p_atomic boolean) IS 'User RPC: charge up to 1000 items {operation, request_id, quantity?, metadata?} to the caller''s org (default: personal) in one transaction, each once per request id (private.charge); atomic (default: all or none) or per item (each result or error key). Answers {org_id, results, charged_total, balance_after}. Errors: invalid_items 22023; atomic mode: the failing item''s key naming it, insufficient_credits PT402 for the batch.';
 
 
 --
@@ -6740,6 +6892,13 @@ REVOKE ALL ON FUNCTION private.charge(p_org_id uuid, p_user_id uuid, p_kind text
 
 
 --
+-- Name: FUNCTION check_batch_items(p_items jsonb, p_max_items integer); Type: ACL; Schema: private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION private.check_batch_items(p_items jsonb, p_max_items integer) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION check_credits(p_value bigint, p_field text, p_key text, p_min bigint, p_hint text); Type: ACL; Schema: private; Owner: -
 --
 
@@ -7214,6 +7373,14 @@ GRANT ALL ON FUNCTION public.complete_topup_request(p_id uuid, p_payment_intent_
 
 REVOKE ALL ON FUNCTION public.consume_credits(p_operation text, p_request_id text, p_quantity integer, p_org_id uuid, p_metadata jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.consume_credits(p_operation text, p_request_id text, p_quantity integer, p_org_id uuid, p_metadata jsonb) TO authenticated;
+
+
+--
+-- Name: FUNCTION consume_credits_batch(p_items jsonb, p_org_id uuid, p_atomic boolean); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.consume_credits_batch(p_items jsonb, p_org_id uuid, p_atomic boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.consume_credits_batch(p_items jsonb, p_org_id uuid, p_atomic boolean) TO authenticated;
 
 
 --

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { createTollgateClient, type LedgerEntry } from '@tollgate/client'
+import { createTollgateClient, InsufficientCreditsError, InvalidInputError, type LedgerEntry } from '@tollgate/client'
 import { createTollgateServer } from '@tollgate/client/server'
 import { serviceClient, type TestUser } from './support/clients.ts'
 import { primaryDb } from './support/db.ts'
@@ -76,6 +76,45 @@ describe('@tollgate/client user half', () => {
     })
     expect(await tollgate.usageStats()).toMatchObject({ periodDays: 30, totalCalls: 3 })
     expect(await expectBooksBalanced(org)).toEqual({ available: 30, held: 0 })
+  })
+
+  it('consumeBatch: typed results, replays, per-item errors and one 402 for an atomic batch', async () => {
+    const user = await newUser('batcher')
+    const org = user.personalOrgId
+    const operation = await createPrice(2, 'cuser')
+    await grantCredits(org, 10)
+    const tollgate = createTollgateClient(user.client, { ...fastRetries, newRequestId: () => `gen-${randomId()}` })
+
+    const batch = await tollgate.consumeBatch({ items: [{ operation, requestId: 'cb-1' }, { operation, quantity: 2, metadata: { n: 1 } }, { operation, requestId: 'cb-1' }] })
+    const generated = batch.results[1]!.requestId
+    expect(generated).toMatch(/^gen-[0-9a-f]{12}$/)
+    expect(batch).toEqual({
+      orgId: org,
+      chargedTotal: 6,
+      balanceAfter: 4,
+      results: [
+        { ok: true, requestId: 'cb-1', orgId: org, operation, quantity: 1, status: 'charged', charged: 2, reserved: 0, refunded: 0, holdExpiresAt: null, balanceBefore: 10, balanceAfter: 8, replayed: false },
+        { ok: true, requestId: generated, orgId: org, operation, quantity: 2, status: 'charged', charged: 4, reserved: 0, refunded: 0, holdExpiresAt: null, balanceBefore: 8, balanceAfter: 4, replayed: false },
+        { ok: true, requestId: 'cb-1', orgId: org, operation, quantity: 1, status: 'charged', charged: 2, reserved: 0, refunded: 0, holdExpiresAt: null, balanceBefore: 10, balanceAfter: 8, replayed: true },
+      ],
+    })
+
+    const atomic = await tollgate.consumeBatch({ items: [{ operation, requestId: 'cb-2' }, { operation, requestId: 'cb-3', quantity: 2 }] }).catch((e: unknown) => e)
+    expect(atomic).toBeInstanceOf(InsufficientCreditsError)
+    expect(atomic).toMatchObject({ key: 'insufficient_credits', code: 'PT402', status: 402, required: 6, available: 4, details: { item: 1, request_id: 'cb-3' } })
+
+    const perItem = await tollgate.consumeBatch({ atomic: false, items: [{ operation, requestId: 'cb-2' }, { operation, requestId: 'cb-3', quantity: 2 }, { operation, requestId: 'cb-1', quantity: 5 }] })
+    expect(perItem).toMatchObject({ chargedTotal: 2, balanceAfter: 2 })
+    expect(perItem.results).toEqual([
+      expect.objectContaining({ ok: true, requestId: 'cb-2', charged: 2, replayed: false }),
+      { ok: false, requestId: 'cb-3', operation, error: { key: 'insufficient_credits', code: 'PT402', details: { required: 4, available: 2, operation, quantity: 2 } } },
+      { ok: false, requestId: 'cb-1', operation, error: { key: 'idempotency_conflict', code: 'PT409', details: expect.objectContaining({ request_id: 'cb-1' }) } },
+    ])
+
+    const shape = await tollgate.consumeBatch({ items: [] }).catch((e: unknown) => e)
+    expect(shape).toBeInstanceOf(InvalidInputError)
+    expect(shape).toMatchObject({ key: 'invalid_items', code: '22023', status: 400 })
+    expect(await expectBooksBalanced(org)).toEqual({ available: 2, held: 0 })
   })
 
   it('orgs, and every call on a shared org through orgId', async () => {

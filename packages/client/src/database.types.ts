@@ -596,6 +596,9 @@ isOneToOne: false
 "consume_credits":
 { Args: { "p_metadata"?: Json,"p_operation": string,"p_org_id"?: string,"p_quantity"?: number,"p_request_id": string }; Returns: Json
                            },
+"consume_credits_batch":
+{ Args: { "p_atomic"?: boolean,"p_items": Json,"p_org_id"?: string }; Returns: Json
+                           },
 "create_workflow":
 { Args: { "p_description"?: string,"p_name": string,"p_org_id"?: string,"p_priority"?: number,"p_request_id"?: string,"p_specification"?: Json }; Returns: Json
                            },

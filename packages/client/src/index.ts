@@ -6,12 +6,14 @@ import { invalid, asTollgate, defaultRequestId, listMyOrgs, resolveOrg, withoutB
 import { retryPolicy, runWithRetry, type RetryOptions } from './retry.ts'
 import {
   toBalance,
+  toBatchResult,
   toChargeResult,
   toDailyUsage,
   toGrant,
   toLedgerEntry,
   toUsageStats,
   type Balance,
+  type BatchResult,
   type ChargeResult,
   type DailyUsage,
   type Grant,
@@ -50,6 +52,30 @@ export interface ConsumeOptions {
   requestId?: string
 }
 
+export interface ConsumeBatchItem {
+  /** A priced operation (credit_prices.operation). */
+  operation: string
+  /** Units to charge; default 1 (1..1,000,000). */
+  quantity?: number
+  /** A JSON object (≤ 8 KiB) recorded on the item's request. */
+  metadata?: JsonObject
+  /** The item's idempotency key (1..200 chars). Default: a fresh UUID, returned in its result. */
+  requestId?: string
+}
+
+export interface ConsumeBatchOptions {
+  /** 1..1000 items, charged in this order. */
+  items: ConsumeBatchItem[]
+  /** Default: the caller's personal org. */
+  orgId?: string
+  /**
+   * true (default): all or none; an item's error fails the call (`details.item` names it) and
+   * running out of credits is one `InsufficientCreditsError` for the batch. false: each item is
+   * charged or answers its own error in `results`.
+   */
+  atomic?: boolean
+}
+
 export interface LedgerOptions {
   orgId?: string
   /** Entries per page, 1..1000; default 50. */
@@ -69,6 +95,8 @@ export interface TollgateClient {
   balance(orgId?: string): Promise<Balance>
   /** consume_credits: charge price × quantity once per request id. */
   consume(options: ConsumeOptions): Promise<ChargeResult>
+  /** consume_credits_batch: charge up to 1000 items in one call, each once per its request id. */
+  consumeBatch(options: ConsumeBatchOptions): Promise<BatchResult>
   /** get_usage_stats over the last `days` (1..366, default 30). */
   usageStats(options?: { days?: number; orgId?: string }): Promise<UsageStats>
   /** get_daily_usage: calls and credits per UTC day and operation over the last `days` calendar days (1..366, default 30). */
@@ -83,8 +111,9 @@ export interface TollgateClient {
 
 /**
  * Wraps a SupabaseClient that carries a user's session. Every call is retried on network
- * failures and 502/503/504 with the same parameters — the same request id for `consume`, so
- * a retry never charges twice — and fails with a typed `TollgateError` otherwise.
+ * failures and 502/503/504 with the same parameters — the same request id for `consume`, the
+ * same item ids for `consumeBatch`, so a retry never charges twice — and fails with a typed
+ * `TollgateError` otherwise.
  */
 export function createTollgateClient(supabase: AnySupabaseClient, options: TollgateClientOptions = {}): TollgateClient {
   const db = asTollgate(supabase)
@@ -101,6 +130,14 @@ export function createTollgateClient(supabase: AnySupabaseClient, options: Tollg
       const args = { p_operation: operation, p_request_id: requestId, p_quantity: quantity, p_org_id: orgId, p_metadata: metadata }
       const data = await runWithRetry('consume_credits', () => db.rpc('consume_credits', args), policy)
       return toChargeResult(data)
+    },
+
+    async consumeBatch({ items, orgId, atomic }) {
+      // Ids are fixed before the first attempt, so a retry sends the same ones and charges nothing twice.
+      const p_items = items.map(({ operation, quantity, metadata, requestId = newRequestId() }) => ({ operation, request_id: requestId, quantity, metadata }))
+      const args = { p_items, p_org_id: orgId, p_atomic: atomic }
+      const data = await runWithRetry('consume_credits_batch', () => db.rpc('consume_credits_batch', args), policy)
+      return toBatchResult(data)
     },
 
     async usageStats({ days, orgId } = {}) {

@@ -56,6 +56,27 @@ export interface ChargeResult {
   replayed: boolean
 }
 
+/** One item of a `consumeBatch` answer: the item's charge result, or the error that item met (per-item mode only). */
+export type BatchItemResult = ({ ok: true } & ChargeResult) | { ok: false; requestId: string; operation: string; error: BatchItemError }
+
+/** Why one item of a per-item batch was not charged: the key, SQLSTATE and details a single call would have raised. */
+export interface BatchItemError {
+  key: string
+  code: string
+  details: Record<string, unknown>
+}
+
+/** What consume_credits_batch answers. */
+export interface BatchResult {
+  orgId: string
+  /** `results[i]` answers `items[i]`. */
+  results: BatchItemResult[]
+  /** Credits this call charged (replayed items count nothing). */
+  chargedTotal: number
+  /** The org's spendable balance after the batch. */
+  balanceAfter: number
+}
+
 export interface UsageStats {
   periodDays: number
   totalCalls: number
@@ -195,6 +216,24 @@ export function toChargeResult(data: unknown): ChargeResult {
     balanceBefore: num(r.balance_before),
     balanceAfter: num(r.balance_after),
     replayed: r.replayed === true,
+  }
+}
+
+export function toBatchResult(data: unknown): BatchResult {
+  const r = asRow(data)
+  const results = Array.isArray(r.results) ? (r.results as unknown[]) : []
+  return {
+    orgId: String(r.org_id),
+    results: results.map((item): BatchItemResult => {
+      const i = asRow(item)
+      if (typeof i.error === 'string') {
+        const details = asRow(i.details)
+        return { ok: false, requestId: String(i.request_id), operation: String(i.operation), error: { key: i.error, code: String(i.sqlstate), details } }
+      }
+      return { ok: true, ...toChargeResult(i) }
+    }),
+    chargedTotal: num(r.charged_total),
+    balanceAfter: num(r.balance_after),
   }
 }
 

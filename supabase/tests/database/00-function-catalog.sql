@@ -160,7 +160,10 @@ insert into expected_functions values
   -- scheduled grants (20261201120000_scheduled_grants.sql); grant_credits, insert_grant, grant_result,
   -- void_credit_grant, get_credit_balance and reconcile_credits are redefined there
   ('private.activate_grants(p_org_id uuid, p_grant_ids uuid[])',                                 false,   '{}'),
-  ('public.activate_scheduled_grants(p_batch_size integer)',                                     true,    '{service_role}');
+  ('public.activate_scheduled_grants(p_batch_size integer)',                                     true,    '{service_role}'),
+  -- batch charges (20261201110000_consume_credits_batch.sql)
+  ('private.check_batch_items(p_items jsonb, p_max_items integer)',                              false,   '{}'),
+  ('public.consume_credits_batch(p_items jsonb, p_org_id uuid, p_atomic boolean)',               true,    '{authenticated}');
 
 create temporary view actual_functions as
 select

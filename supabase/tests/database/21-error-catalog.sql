@@ -24,7 +24,9 @@ insert into forwarders values
   ('private.fail(p_key text, p_detail jsonb, p_hint text)'),
   ('private.fail(p_key text, p_errcode text, p_detail text)'),
   ('private.check_metadata(p_metadata jsonb, p_key text)'),
-  ('private.check_credits(p_value bigint, p_field text, p_key text, p_min bigint, p_hint text)');
+  ('private.check_credits(p_value bigint, p_field text, p_key text, p_min bigint, p_hint text)'),
+  -- an atomic batch re-raises the failing item's error (a catalog key from private.charge) naming the item
+  ('public.consume_credits_batch(p_items jsonb, p_org_id uuid, p_atomic boolean)');
 
 -- Every private.fail( call: its first argument (a literal key or a name) and, when the second
 -- argument is a string literal not cast to another type, that literal. PostgreSQL resolves
