@@ -48,10 +48,10 @@ const runs = Number(process.env.MODEL_RUNS ?? (scale === 'full' ? 100 : 20))
 /** Sequences are up to this long (about half of it on average). */
 const maxCommands = Number(process.env.MODEL_COMMANDS ?? (scale === 'full' ? 300 : 240))
 /**
- * reconcile_credits() checks every org of the database (0.1-0.2 ms each here): after every
+ * reconcile_credits() checks every org of the database (0.1-0.3 ms each here): after every
  * sequence and every this many steps. The per-step checks cover the run's orgs meanwhile.
  */
-const reconcileEvery = Number(process.env.MODEL_RECONCILE_EVERY ?? 150)
+const reconcileEvery = Number(process.env.MODEL_RECONCILE_EVERY ?? 200)
 /** For the whole property, shrinking included. */
 const timeLimitMs = scale === 'full' ? 3_000_000 : 240_000
 const LANES = 4
