@@ -331,6 +331,7 @@ declare
   v_price bigint;
   v_cost bigint;
   v_available bigint;
+  v_due boolean;
   v_grant_id uuid;
   v_allocations jsonb := '[]';
   v_balance public.credit_balances;
@@ -344,9 +345,18 @@ begin
   -- A committed twin answers without the lock; one still running is caught under it below.
   select * into v_request from public.credit_requests r where r.org_id = p_org_id and r.request_id = p_request_id;
   if not found then
-    select b.available into v_available from public.credit_balances b where b.org_id = p_org_id for update;
+    -- The lock, and whether the org has grants past their expiry that no job has settled yet.
+    select b.available,
+           exists (select from public.credit_grants g
+                   where g.org_id = p_org_id and g.status = 'active' and g.expires_at <= now())
+    into v_available, v_due
+    from public.credit_balances b where b.org_id = p_org_id for update of b;
     if not found then
       perform private.fail('unknown_org', 'PT404', jsonb_build_object('org_id', p_org_id));
+    end if;
+    -- Settled first, so the charge's figures (and its refusal) never count expired credits.
+    if v_due then
+      v_available := v_available - (private.expire_grants(p_org_id)).credits;
     end if;
     -- A new statement, a new snapshot: a twin that held the lock before us has committed now.
     select * into v_request from public.credit_requests r where r.org_id = p_org_id and r.request_id = p_request_id;
@@ -365,8 +375,6 @@ begin
   end if;
   v_cost := v_price * p_quantity;
 
-  -- `available` still counts grants past expires_at that the cron job has not expired yet, so
-  -- this is the quick refusal; the burn-down expires any due grant it meets and refuses then.
   if v_available < v_cost then
     perform private.fail('insufficient_credits', 'PT402',
       jsonb_build_object('required', v_cost, 'available', v_available, 'operation', p_operation, 'quantity', p_quantity),
@@ -5827,6 +5835,13 @@ CREATE INDEX credit_grants_burn_idx ON public.credit_grants USING btree (org_id,
 --
 
 CREATE INDEX credit_grants_due_idx ON public.credit_grants USING btree (expires_at, org_id) WHERE ((status = 'active'::text) AND (expires_at IS NOT NULL));
+
+
+--
+-- Name: credit_grants_org_due_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX credit_grants_org_due_idx ON public.credit_grants USING btree (org_id, expires_at) WHERE ((status = 'active'::text) AND (expires_at IS NOT NULL));
 
 
 --

@@ -3,7 +3,10 @@
 -- What a plain charge (consume_credits) does now, in order:
 --   before the lock   validate the request id, quantity and metadata; read the price; probe for
 --                     a committed twin (a replay answers without taking the lock);
---   under the lock    lock the balance row; re-check for a twin that committed while we waited;
+--   under the lock    lock the balance row (and see whether the org has grants past their expiry
+--                     that no job has settled yet: if so, expire them first, so that a charge's
+--                     figures never count expired credits); re-check for a twin that committed
+--                     while we waited;
 --                     take the credits from the head grant in one UPDATE (the burn-down loop only
 --                     runs when the head grant cannot cover the charge or is past its expiry);
 --                     update the balance and append its ledger entry in one statement; insert the
@@ -36,6 +39,12 @@ alter table public.credit_requests drop constraint credit_requests_org_id_fkey;
 -- No path looks the ledger up by request id (the usage rollup reads by ledger id, reconciliation
 -- scans): the index only cost every charge an index insert.
 drop index public.credit_ledger_request_idx;
+
+-- A charge asks, under the lock, whether its org has grants past their expiry that no job has
+-- settled yet (normally none): one descent of this index. Grant updates of `remaining` stay HOT
+-- (the index names neither `remaining` nor anything a charge changes).
+create index credit_grants_org_due_idx on public.credit_grants (org_id, expires_at)
+  where status = 'active' and expires_at is not null;
 
 -- Money movement: one statement for the balance and its ledger entry ---------------------------------
 
@@ -226,6 +235,7 @@ declare
   v_price bigint;
   v_cost bigint;
   v_available bigint;
+  v_due boolean;
   v_grant_id uuid;
   v_allocations jsonb := '[]';
   v_balance public.credit_balances;
@@ -239,9 +249,18 @@ begin
   -- A committed twin answers without the lock; one still running is caught under it below.
   select * into v_request from public.credit_requests r where r.org_id = p_org_id and r.request_id = p_request_id;
   if not found then
-    select b.available into v_available from public.credit_balances b where b.org_id = p_org_id for update;
+    -- The lock, and whether the org has grants past their expiry that no job has settled yet.
+    select b.available,
+           exists (select from public.credit_grants g
+                   where g.org_id = p_org_id and g.status = 'active' and g.expires_at <= now())
+    into v_available, v_due
+    from public.credit_balances b where b.org_id = p_org_id for update of b;
     if not found then
       perform private.fail('unknown_org', 'PT404', jsonb_build_object('org_id', p_org_id));
+    end if;
+    -- Settled first, so the charge's figures (and its refusal) never count expired credits.
+    if v_due then
+      v_available := v_available - (private.expire_grants(p_org_id)).credits;
     end if;
     -- A new statement, a new snapshot: a twin that held the lock before us has committed now.
     select * into v_request from public.credit_requests r where r.org_id = p_org_id and r.request_id = p_request_id;
@@ -260,8 +279,6 @@ begin
   end if;
   v_cost := v_price * p_quantity;
 
-  -- `available` still counts grants past expires_at that the cron job has not expired yet, so
-  -- this is the quick refusal; the burn-down expires any due grant it meets and refuses then.
   if v_available < v_cost then
     perform private.fail('insufficient_credits', 'PT402',
       jsonb_build_object('required', v_cost, 'available', v_available, 'operation', p_operation, 'quantity', p_quantity),

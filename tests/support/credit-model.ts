@@ -365,6 +365,7 @@ function grantAnswer(org: OrgState, g: Grant, replayed: boolean, balanceAfter: n
     external_ref: g.externalRef,
     priority: g.priority,
     expires_at: g.expiresAt,
+    effective_at: null,
     balance_after: balanceAfter,
     replayed,
   }
@@ -829,7 +830,7 @@ export function compareWithDatabase(state: State, ctx: StepContext): { problems:
         if (g.expiresAt === acc.at) return { at: acc.at, amount: acc.amount! + g.remaining }
         return acc
       }, { at: null, amount: null })
-    const wantBalance = { org_id: org.id, available: spendable(org, now), held: org.held, next_expiry_at: next.at, next_expiry_amount: next.amount }
+    const wantBalance = { org_id: org.id, available: spendable(org, now), held: org.held, next_expiry_at: next.at, next_expiry_amount: next.amount, scheduled: 0, next_start_at: null, next_start_amount: null }
     const gotMember = normalise(balance)
     if (!isDeepStrictEqual(gotMember, wantBalance)) problems.push(`${where} get_credit_balance: expected ${show(wantBalance)}, got ${show(gotMember)}`)
   })

@@ -2,7 +2,7 @@
 -- pg_cron jobs that run them.
 begin;
 \ir helpers/setup.psql
-select plan(35);
+select plan(41);
 
 select tests.create_user('alice@example.test') as alice \gset
 select tests.create_user('bob@example.test') as bob \gset
@@ -136,6 +136,48 @@ select is(
   (select count(*)::int from cron.job
    where jobname in ('tollgate-expire-credit-grants', 'tollgate-expire-stale-holds', 'tollgate-refresh-credit-flags', 'tollgate-reconcile-credits') and active),
   4, 'all four jobs are active'
+);
+
+-- A charge's figures never count credits past their expiry that no job has settled yet --------
+-- (found by the model-based test: the charge settled only the due grants its burn-down met, so
+-- a due grant further down the order was still in balance_before / balance_after, and in the
+-- `available` of an insufficient_credits refusal)
+
+select tests.create_user('dave@example.test') as dave \gset
+select tests.personal_org(:'dave') as dave_org \gset
+select public.grant_credits(:'dave_org', 100, 'purchase', 'd-100', null, '{}', 1);
+select (public.grant_credits(:'dave_org', 50, 'promotion', 'd-50', '2030-01-01T00:00:00Z') ->> 'grant_id') as d50 \gset
+update public.credit_grants set expires_at = now() - interval '1 minute' where id = :'d50';
+select tests.authenticate_as(:'dave');
+select public.consume_credits('test_op', 'dave-1', 5) as dave_charge \gset
+select tests.clear_authentication();
+select is((:'dave_charge'::jsonb ->> 'balance_before')::bigint, 100::bigint, 'a due grant the burn-down never reaches is not in balance_before');
+select is((:'dave_charge'::jsonb ->> 'balance_after')::bigint, 90::bigint, '... nor in balance_after');
+select is((select status from public.credit_grants where id = :'d50'), 'expired', 'the charge expired it first');
+
+select tests.create_user('erin@example.test') as erin \gset
+select tests.personal_org(:'erin') as erin_org \gset
+select (public.grant_credits(:'erin_org', 1, 'promotion', 'e-1', '2030-01-01T00:00:00Z') ->> 'grant_id') as e1 \gset
+update public.credit_grants set expires_at = now() - interval '1 minute' where id = :'e1';
+create function pg_temp.refusal_detail(p_request_id text, p_quantity integer) returns jsonb language plpgsql as $f$
+declare v_detail text;
+begin
+  perform public.consume_credits('test_op', p_request_id, p_quantity);
+  return null;
+exception when sqlstate 'PT402' then
+  get stacked diagnostics v_detail = pg_exception_detail;
+  return v_detail::jsonb;
+end
+$f$;
+grant execute on function pg_temp.refusal_detail(text, integer) to authenticated;
+select tests.authenticate_as(:'erin');
+select is(pg_temp.refusal_detail('erin-1', 3) ->> 'available', '0', 'insufficient_credits does not offer credits past their expiry');
+select throws_ok($$select public.consume_credits('test_op', 'erin-2', 3)$$, 'PT402', 'insufficient_credits', 'a due grant cannot pay');
+select tests.clear_authentication();
+select is(
+  (select jsonb_build_object('available', b.available, 'status', (select g.status from public.credit_grants g where g.id = :'e1')) from public.credit_balances b where b.org_id = :'erin_org'),
+  jsonb_build_object('available', 1, 'status', 'active'),
+  'a refusal rolls back with it the expiry it settled (the cron job settles it)'
 );
 
 -- Who may run maintenance ------------------------------------------------------------------------
