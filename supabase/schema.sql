@@ -192,6 +192,11 @@ begin
     from changed c
   )
   select c.* into v_balance from changed c;
+  if not found then
+    -- Every caller locked the row first, so this is a bug, never a caller's mistake: refuse
+    -- rather than write a grant or a request without its balance change and ledger entry.
+    perform private.fail('unknown_org', 'PT404', jsonb_build_object('org_id', p_org_id));
+  end if;
   return v_balance;
 end
 $$;
@@ -331,7 +336,6 @@ declare
   v_price bigint;
   v_cost bigint;
   v_available bigint;
-  v_due boolean;
   v_grant_id uuid;
   v_allocations jsonb := '[]';
   v_balance public.credit_balances;
@@ -345,19 +349,8 @@ begin
   -- A committed twin answers without the lock; one still running is caught under it below.
   select * into v_request from public.credit_requests r where r.org_id = p_org_id and r.request_id = p_request_id;
   if not found then
-    -- The lock, and whether the org has grants past their expiry that no job has settled yet.
-    select b.available,
-           exists (select from public.credit_grants g
-                   where g.org_id = p_org_id and g.status = 'active' and g.expires_at <= now())
-    into v_available, v_due
-    from public.credit_balances b where b.org_id = p_org_id for update of b;
-    if not found then
-      perform private.fail('unknown_org', 'PT404', jsonb_build_object('org_id', p_org_id));
-    end if;
     -- Settled first, so the charge's figures (and its refusal) never count expired credits.
-    if v_due then
-      v_available := v_available - (private.expire_grants(p_org_id)).credits;
-    end if;
+    v_available := private.lock_and_settle(p_org_id);
     -- A new statement, a new snapshot: a twin that held the lock before us has committed now.
     select * into v_request from public.credit_requests r where r.org_id = p_org_id and r.request_id = p_request_id;
   end if;
@@ -1057,6 +1050,43 @@ COMMENT ON FUNCTION private.insert_grant(p_org_id uuid, p_amount bigint, p_sourc
 
 
 --
+-- Name: lock_and_settle(uuid); Type: FUNCTION; Schema: private; Owner: -
+--
+
+CREATE FUNCTION private.lock_and_settle(p_org_id uuid) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_available bigint;
+  v_due boolean;
+begin
+  -- The exists() reads this statement's snapshot, taken before any wait for the lock; if a
+  -- holder expired those grants meanwhile, private.expire_grants (a new statement) finds none.
+  select b.available,
+         exists (select from public.credit_grants g
+                 where g.org_id = p_org_id and g.status = 'active' and g.expires_at <= now())
+  into v_available, v_due
+  from public.credit_balances b where b.org_id = p_org_id for update of b;
+  if not found then
+    perform private.fail('unknown_org', 'PT404', jsonb_build_object('org_id', p_org_id));
+  end if;
+  if v_due then
+    v_available := v_available - (private.expire_grants(p_org_id)).credits;
+  end if;
+  return v_available;
+end
+$$;
+
+
+--
+-- Name: FUNCTION lock_and_settle(p_org_id uuid); Type: COMMENT; Schema: private; Owner: -
+--
+
+COMMENT ON FUNCTION private.lock_and_settle(p_org_id uuid) IS 'Locks an org''s balance row and expires its due grants; returns available. The first step of a charge, capture, release and refund. Internal.';
+
+
+--
 -- Name: lock_balance(uuid); Type: FUNCTION; Schema: private; Owner: -
 --
 
@@ -1183,12 +1213,11 @@ declare
   v_request public.credit_requests;
 begin
   perform private.check_request_id(p_request_id);
-  perform private.lock_balance(p_org_id);
+  perform private.lock_and_settle(p_org_id);
   select * into v_request from public.credit_requests r where r.org_id = p_org_id and r.request_id = p_request_id;
   if not found then
     perform private.fail('unknown_request', 'PT404', jsonb_build_object('org_id', p_org_id, 'request_id', p_request_id));
   end if;
-  perform private.expire_due_grants(p_org_id);
   return v_request;
 end
 $$;
@@ -3948,12 +3977,19 @@ begin
     union all
     select org_id, 'revocations_vs_ledger', revocations_revoked, ledger_revoked from balances where revocations_revoked <> ledger_revoked
   ),
+  -- Requests with a charge or capture entry, as one set joined below: linear in the ledger
+  -- (a hash that spills to disk when it must), never one ledger lookup per request.
+  charged_requests as (
+    select distinct l.org_id, l.request_id from public.credit_ledger l
+    where l.kind in ('charge', 'capture') and l.request_id is not null
+  ),
   request_ledger as (
     select r.org_id, r.request_id, r.status, r.charged - r.refunded as net_charged,
       case when r.status = 'held' then r.reserved else r.charged - r.refunded end as expected_allocated,
       coalesce((select sum((a.value ->> 'amount')::bigint) from jsonb_array_elements(r.allocations) a), 0) as allocated,
-      exists (select 1 from public.credit_ledger l where l.org_id = r.org_id and l.request_id = r.request_id and l.kind in ('charge', 'capture')) as has_charge_entry
+      c.request_id is not null as has_charge_entry
     from public.credit_requests r
+    left join charged_requests c on c.org_id = r.org_id and c.request_id = r.request_id
   ),
   request_issues as (
     select org_id, 'request_without_ledger' as check_name, net_charged as expected, 0 as actual, jsonb_build_object('request_id', request_id) as detail
@@ -7038,6 +7074,13 @@ REVOKE ALL ON FUNCTION private.grant_result(p_grant public.credit_grants, p_repl
 --
 
 REVOKE ALL ON FUNCTION private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION lock_and_settle(p_org_id uuid); Type: ACL; Schema: private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION private.lock_and_settle(p_org_id uuid) FROM PUBLIC;
 
 
 --

@@ -21,6 +21,8 @@
 -- (an org with alert thresholds crossing the next one). Their cost is measured by the bench.
 --
 -- One function per money rule:
+--   private.lock_and_settle   the first step of a charge, capture, release and refund: lock the
+--                             balance row, expire the org's due grants;
 --   private.expire_grants     expiring grants (the charge's burn-down, a money path settling due
 --                             grants, and the cron batch all call it);
 --   private.release_hold      giving held credits back (release, TTL expiry, the rest of a
@@ -84,6 +86,11 @@ begin
     from changed c
   )
   select c.* into v_balance from changed c;
+  if not found then
+    -- Every caller locked the row first, so this is a bug, never a caller's mistake: refuse
+    -- rather than write a grant or a request without its balance change and ledger entry.
+    perform private.fail('unknown_org', 'PT404', jsonb_build_object('org_id', p_org_id));
+  end if;
   return v_balance;
 end
 $$;
@@ -153,6 +160,39 @@ $$;
 
 comment on function private.expire_due_grants(uuid) is
   'Expires all of an org''s due grants (private.expire_grants); balance row locked by the caller. Internal.';
+
+-- Steps 1 and 2 of every money path in one: lock the org's balance row, then expire the org's
+-- grants that are past expires_at and that no job has settled yet (one index probe says whether
+-- there are any; normally there are none). Returns `available` after that. Unknown org → PT404.
+create function private.lock_and_settle(p_org_id uuid)
+returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_available bigint;
+  v_due boolean;
+begin
+  -- The exists() reads this statement's snapshot, taken before any wait for the lock; if a
+  -- holder expired those grants meanwhile, private.expire_grants (a new statement) finds none.
+  select b.available,
+         exists (select from public.credit_grants g
+                 where g.org_id = p_org_id and g.status = 'active' and g.expires_at <= now())
+  into v_available, v_due
+  from public.credit_balances b where b.org_id = p_org_id for update of b;
+  if not found then
+    perform private.fail('unknown_org', 'PT404', jsonb_build_object('org_id', p_org_id));
+  end if;
+  if v_due then
+    v_available := v_available - (private.expire_grants(p_org_id)).credits;
+  end if;
+  return v_available;
+end
+$$;
+
+revoke all on function private.lock_and_settle(uuid) from public;
+comment on function private.lock_and_settle(uuid) is
+  'Locks an org''s balance row and expires its due grants; returns available. The first step of a charge, capture, release and refund. Internal.';
 
 -- Burn-down: the loop for charges that span grants or meet a due grant -------------------------------
 
@@ -235,7 +275,6 @@ declare
   v_price bigint;
   v_cost bigint;
   v_available bigint;
-  v_due boolean;
   v_grant_id uuid;
   v_allocations jsonb := '[]';
   v_balance public.credit_balances;
@@ -249,19 +288,8 @@ begin
   -- A committed twin answers without the lock; one still running is caught under it below.
   select * into v_request from public.credit_requests r where r.org_id = p_org_id and r.request_id = p_request_id;
   if not found then
-    -- The lock, and whether the org has grants past their expiry that no job has settled yet.
-    select b.available,
-           exists (select from public.credit_grants g
-                   where g.org_id = p_org_id and g.status = 'active' and g.expires_at <= now())
-    into v_available, v_due
-    from public.credit_balances b where b.org_id = p_org_id for update of b;
-    if not found then
-      perform private.fail('unknown_org', 'PT404', jsonb_build_object('org_id', p_org_id));
-    end if;
     -- Settled first, so the charge's figures (and its refusal) never count expired credits.
-    if v_due then
-      v_available := v_available - (private.expire_grants(p_org_id)).credits;
-    end if;
+    v_available := private.lock_and_settle(p_org_id);
     -- A new statement, a new snapshot: a twin that held the lock before us has committed now.
     select * into v_request from public.credit_requests r where r.org_id = p_org_id and r.request_id = p_request_id;
   end if;
@@ -451,12 +479,11 @@ declare
   v_request public.credit_requests;
 begin
   perform private.check_request_id(p_request_id);
-  perform private.lock_balance(p_org_id);
+  perform private.lock_and_settle(p_org_id);
   select * into v_request from public.credit_requests r where r.org_id = p_org_id and r.request_id = p_request_id;
   if not found then
     perform private.fail('unknown_request', 'PT404', jsonb_build_object('org_id', p_org_id, 'request_id', p_request_id));
   end if;
-  perform private.expire_due_grants(p_org_id);
   return v_request;
 end
 $$;

@@ -28,6 +28,7 @@ insert into expected_functions values
                                                                                                  false,   '{}'),
   ('private.expire_due_grants(p_org_id uuid)',                                                   false,   '{}'),
   ('private.expire_grants(p_org_id uuid, p_grant_ids uuid[], OUT grants integer, OUT credits bigint)', false, '{}'),
+  ('private.lock_and_settle(p_org_id uuid)',                                                    false,   '{}'),
   ('private.burn_grants(p_org_id uuid, p_amount bigint)',                                        false,   '{}'),
   ('private.return_to_grants(p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint)',
                                                                                                  false,   '{}'),
