@@ -144,16 +144,14 @@ export async function growLedger(db: pg.Client, url: string, orgId: string, rows
   )
   const missing = rows - Number(current[0]!.n)
   if (missing <= 0) return
-  // Bulk load as the superuser (`url` is TOLLGATE_SUPERUSER_DB_URL): the ledger is append-only
-  // (INSERT is its ordinary path); the replica role only skips the per-row foreign-key check on
-  // org_id, which this org satisfies. session_replication_role needs a superuser.
+  // Bulk load (`url` is TOLLGATE_SUPERUSER_DB_URL): the ledger is append-only, INSERT is its
+  // ordinary path.
   // Two loaders, one per core: nothing is measured while they run.
   const loaders = 2
   await inParallel(url, loaders, async (client, part) => {
     const first = Math.floor((missing * part) / loaders) + 1
     const last = Math.floor((missing * (part + 1)) / loaders)
     await client.query('begin')
-    await client.query('set local session_replication_role = replica')
     await client.query(
       `insert into public.credit_ledger (org_id, kind, amount, held_delta, balance_after, held_after, actor_role, metadata, created_at)
        select $1::uuid, 'adjustment', 0, 0, $2::bigint, 0, 'system', '{"bench": "history"}', now() - g * interval '1 second'

@@ -9,6 +9,7 @@ import type { Measurement } from '../lib/stats.ts'
 import type { Context, ScenarioOutput } from '../lib/context.ts'
 import { settle } from '../lib/context.ts'
 import { profileCharges, rowsWritten, writesText, type ChargeProfile } from '../lib/profile.ts'
+import { sampleWaits, waitsText, type WaitProfile } from '../lib/waits.ts'
 import { priceOperation, special, userIdSql } from '../prepare.ts'
 
 // `:u` is user n. PostgREST runs every RPC with the caller's claims in request.jwt.claims
@@ -96,6 +97,8 @@ export async function distinctOrgs(ctx: Context): Promise<ScenarioOutput> {
   const oursProfile = await profileCharges(ctx.db, profiler, 'ours_distinct', oursScript('distinct'), transactions, 'public.credit_ledger')
   const floorProfile = await profileCharges(ctx.db, profiler, 'floor_distinct', floorScript('distinct'), transactions, 'bench.floor_ledger')
   const checkCost = await checkConstraintCost(ctx)
+  // Where each side's backends wait at 8 clients (a separate pass, sampled; not in the ratios).
+  const waits = [await sampleWaits(ctx.db, variants[0]!, 8, settings.quick ? 2 : 6), await sampleWaits(ctx.db, variants[1]!, 8, settings.quick ? 2 : 6)]
   // Indexes whose predicate or expressions name `remaining`: an update of it can never be HOT.
   const { rows: blocking } = await ctx.db.query<{ name: string }>(
     `select indexrelid::regclass::text as name from pg_index
@@ -103,7 +106,7 @@ export async function distinctOrgs(ctx: Context): Promise<ScenarioOutput> {
        and (coalesce(pg_get_expr(indpred, indrelid), '') ~ '\\mremaining\\M' or coalesce(pg_get_expr(indexprs, indrelid), '') ~ '\\mremaining\\M'
             or exists (select 1 from pg_attribute a where a.attrelid = indrelid and a.attname = 'remaining' and a.attnum = any(indkey::int2[])))`,
   )
-  const evidence: ChargeEvidence = { ours: oursProfile, floor: floorProfile, checks: checkCost, hotBlockers: blocking.map((b) => b.name) }
+  const evidence: ChargeEvidence = { ours: oursProfile, floor: floorProfile, checks: checkCost, waits, hotBlockers: blocking.map((b) => b.name) }
 
   const row: Row = {
     scenario: `1. consume_credits, ${settings.distinctOrgs.toLocaleString('en')} orgs (random org) vs floor`,
@@ -126,7 +129,7 @@ export async function distinctOrgs(ctx: Context): Promise<ScenarioOutput> {
   return {
     rows: [row, writes],
     measurements,
-    details: { profile: { ours: oursProfile, floor: floorProfile }, check_constraints: checkCost, grant_indexes_naming_remaining: evidence.hotBlockers },
+    details: { profile: { ours: oursProfile, floor: floorProfile }, check_constraints: checkCost, waits_8_clients: waits, grant_indexes_naming_remaining: evidence.hotBlockers },
   }
 }
 
@@ -134,6 +137,8 @@ interface ChargeEvidence {
   ours: ChargeProfile
   floor: ChargeProfile
   checks: CheckCost
+  /** Sampled wait events at 8 clients: ours, then the floor. */
+  waits: WaitProfile[]
   /** credit_grants indexes that name `remaining` (so updating it cannot be HOT). */
   hotBlockers: string[]
 }
@@ -150,9 +155,16 @@ function chargeCost(e: ChargeEvidence): string {
       : '') +
     `self time per call, µs: ${top}${floorTop ? ` (floor_consume ${Math.round(floorTop.self_us)})` : ''}; ` +
     `the tables a charge writes carry ${e.checks.perCharge} CHECK constraints (the floor's 1), and PostgreSQL re-prepares every CHECK of a table for each INSERT or UPDATE: ` +
-    `the grant update alone with its ${e.checks.grants} CHECKs runs at ${ratioText(e.checks.ratio)} the speed of the same update without them (${e.checks.withUs.toFixed(0)} vs ${e.checks.withoutUs.toFixed(0)} µs mean, 1 client)`
+    `the grant update alone with its ${e.checks.grants} CHECKs runs at ${ratioText(e.checks.ratio)} the speed of the same update without them (${e.checks.withUs.toFixed(0)} vs ${e.checks.withoutUs.toFixed(0)} µs mean, 1 client); ` +
+    `at 8 clients the backends wait on — ours: ${waitsText(e.waits[0]!)}; floor: ${waitsText(e.waits[1]!)} (CPU = running)` +
+    (walShare(e.waits[0]!) > 0.5 && walShare(e.waits[1]!) > 0.5
+      ? `: both sides mostly wait for the WAL flush at commit (ours ${Math.round(100 * walShare(e.waits[0]!))}%, floor ${Math.round(100 * walShare(e.waits[1]!))}%), so their throughput is bound by the WAL bytes flushed per second, and a charge writes ${ratioText(e.ours.wal_bytes_per_tx / e.floor.wal_bytes_per_tx)} the floor's WAL`
+      : '')
   )
 }
+
+/** Share of samples waiting on writing or flushing the WAL. */
+const walShare = (p: WaitProfile): number => p.shares.filter((w) => /^(LWLock|IO):WAL/.test(w.wait)).reduce((sum, w) => sum + w.share, 0)
 
 interface CheckCost {
   /** CHECK constraints on credit_balances, credit_grants, credit_ledger and credit_requests. */

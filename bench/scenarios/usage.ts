@@ -38,8 +38,6 @@ async function loadCalls(db: pg.Client, url: string, orgId: string, user: string
     const first = Math.floor((calls * part) / loaders) + 1
     const last = Math.floor((calls * (part + 1)) / loaders)
     await client.query('begin')
-    // Skips the per-row foreign-key check on org_id, which this org satisfies.
-    await client.query('set local session_replication_role = replica')
     await client.query(
       `insert into public.credit_requests (org_id, request_id, kind, operation, quantity, unit_price, charged, refunded, status,
                                            user_id, balance_before, balance_after, success, latency_ms, created_at, completed_at)
