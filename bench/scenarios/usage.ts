@@ -110,7 +110,7 @@ export async function usageStats(ctx: Context): Promise<ScenarioOutput> {
     { name: big, run: (c, s) => pgbench(ctx.primary, { name: big, script, clients: c, seconds: s, vars: { claims: claims(special.usageBig) } }) },
   ]
   await warmUp(variants)
-  await settle(ctx.db)
+  await settle(ctx.admin)
   const clients = [1, 8]
   const measurements: Measurement[] = []
   for (const c of clients) measurements.push(...(await sideBySide(variants, c, settings.seconds)))
