@@ -239,7 +239,6 @@ CREATE FUNCTION private.burn_grants(p_org_id uuid, p_amount bigint) RETURNS json
 declare
   v_left bigint := p_amount;
   v_take bigint;
-  v_expired bigint := 0;
   v_allocations jsonb := '[]';
   v_grant record;
 begin
@@ -247,26 +246,17 @@ begin
     return v_allocations;
   end if;
   for v_grant in
-    select g.id, g.remaining, g.expires_at <= now() as due
+    select g.id, g.remaining
     from public.credit_grants g
     where g.org_id = p_org_id and g.status = 'active' and g.remaining > 0
     order by g.priority, g.expires_at, g.created_at, g.id
   loop
-    if v_grant.due then
-      v_expired := v_expired + (private.expire_grants(p_org_id, array[v_grant.id])).credits;
-      continue;
-    end if;
     v_take := least(v_grant.remaining, v_left);
     update public.credit_grants set remaining = remaining - v_take where id = v_grant.id;
     v_allocations := v_allocations || jsonb_build_object('grant_id', v_grant.id, 'amount', v_take);
     v_left := v_left - v_take;
     exit when v_left = 0;
   end loop;
-  if v_left > 0 and v_expired > 0 then
-    perform private.fail('insufficient_credits', 'PT402',
-      jsonb_build_object('required', p_amount, 'available', p_amount - v_left),
-      'top up credits or lower the quantity');
-  end if;
   if v_left > 0 then
     -- available said yes but the grants cannot cover it: an invariant is broken. Refuse rather
     -- than overdraw; reconcile_credits() reports the org.
@@ -282,7 +272,7 @@ $$;
 -- Name: FUNCTION burn_grants(p_org_id uuid, p_amount bigint); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.burn_grants(p_org_id uuid, p_amount bigint) IS 'Burns credits from grants in burn-down order, expiring due grants met on the way; returns the allocations. Balance row locked by the caller (no other writer touches the org''s grants meanwhile). Internal.';
+COMMENT ON FUNCTION private.burn_grants(p_org_id uuid, p_amount bigint) IS 'Burns credits from grants in burn-down order; returns the allocations. Balance row locked and due grants settled by the caller (no other writer touches the org''s grants meanwhile). Internal.';
 
 
 --
@@ -375,9 +365,10 @@ begin
   end if;
 
   if v_cost > 0 then
-    -- The head grant in burn-down order, when it covers the whole charge and is not due: one
-    -- UPDATE, found by its row address (no second index descent). No row lock before it and
-    -- no risk that the address moves: every writer of an org's grants holds its balance lock.
+    -- The head grant in burn-down order, when it covers the whole charge: one UPDATE, found by
+    -- its row address (no second index descent). No row lock before it and no risk that the
+    -- address moves: every writer of an org's grants holds its balance lock. No grant is due
+    -- here: lock_and_settle expired them.
     update public.credit_grants g
     set remaining = g.remaining - v_cost
     where g.ctid = (
@@ -387,7 +378,6 @@ begin
         limit 1
       )
       and g.remaining >= v_cost
-      and (g.expires_at is null or g.expires_at > now())
     returning g.id into v_grant_id;
     if v_grant_id is not null then
       v_allocations := jsonb_build_array(jsonb_build_object('grant_id', v_grant_id, 'amount', v_cost));
@@ -3322,7 +3312,8 @@ begin
         hint = coalesce(nullif(v_hint, ''), 'nothing in the batch was charged');
     end;
   else
-    perform private.lock_balance(v_org_id);
+    -- Locked and due grants settled in the outer transaction: an item's rollback undoes neither.
+    perform private.lock_and_settle(v_org_id);
     for v_item, v_index in select e.item, (e.i - 1)::integer from jsonb_array_elements(p_items) with ordinality e(item, i) loop
       begin
         v_result := private.charge(v_org_id, v_user_id, 'consume', v_item ->> 'operation', v_item ->> 'request_id',

@@ -8,7 +8,7 @@
 --                     figures never count expired credits); re-check for a twin that committed
 --                     while we waited;
 --                     take the credits from the head grant in one UPDATE (the burn-down loop only
---                     runs when the head grant cannot cover the charge or is past its expiry);
+--                     runs when the head grant cannot cover the charge);
 --                     update the balance and append its ledger entry in one statement; insert the
 --                     request row (the idempotency record and the call record).
 -- Rows written per plain charge: the balance row and the head grant (both HOT updates), one
@@ -194,14 +194,12 @@ revoke all on function private.lock_and_settle(uuid) from public;
 comment on function private.lock_and_settle(uuid) is
   'Locks an org''s balance row and expires its due grants; returns available. The first step of a charge, capture, release and refund. Internal.';
 
--- Burn-down: the loop for charges that span grants or meet a due grant -------------------------------
+-- Burn-down: the loop for charges that span grants ------------------------------------------------
 
 -- Takes p_amount from the org's active grants in burn-down order (priority, soonest expiry,
--- oldest) and returns where it came from: [{"grant_id", "amount"}]. A grant met on the way that
--- is already past expires_at is expired (private.expire_grants) instead of spent; if that leaves
--- too little, the charge fails with insufficient_credits and everything, the expiry included,
--- rolls back. The caller holds the balance lock and has checked that `available` (which still
--- counts due grants) covers p_amount.
+-- oldest) and returns where it came from: [{"grant_id", "amount"}]. The caller holds the balance
+-- lock, has settled the org's due grants (private.lock_and_settle or private.expire_due_grants),
+-- so every active grant is spendable, and has checked that `available` covers p_amount.
 create or replace function private.burn_grants(p_org_id uuid, p_amount bigint)
 returns jsonb
 language plpgsql
@@ -210,7 +208,6 @@ as $$
 declare
   v_left bigint := p_amount;
   v_take bigint;
-  v_expired bigint := 0;
   v_allocations jsonb := '[]';
   v_grant record;
 begin
@@ -218,26 +215,17 @@ begin
     return v_allocations;
   end if;
   for v_grant in
-    select g.id, g.remaining, g.expires_at <= now() as due
+    select g.id, g.remaining
     from public.credit_grants g
     where g.org_id = p_org_id and g.status = 'active' and g.remaining > 0
     order by g.priority, g.expires_at, g.created_at, g.id
   loop
-    if v_grant.due then
-      v_expired := v_expired + (private.expire_grants(p_org_id, array[v_grant.id])).credits;
-      continue;
-    end if;
     v_take := least(v_grant.remaining, v_left);
     update public.credit_grants set remaining = remaining - v_take where id = v_grant.id;
     v_allocations := v_allocations || jsonb_build_object('grant_id', v_grant.id, 'amount', v_take);
     v_left := v_left - v_take;
     exit when v_left = 0;
   end loop;
-  if v_left > 0 and v_expired > 0 then
-    perform private.fail('insufficient_credits', 'PT402',
-      jsonb_build_object('required', p_amount, 'available', p_amount - v_left),
-      'top up credits or lower the quantity');
-  end if;
   if v_left > 0 then
     -- available said yes but the grants cannot cover it: an invariant is broken. Refuse rather
     -- than overdraw; reconcile_credits() reports the org.
@@ -249,7 +237,7 @@ end
 $$;
 
 comment on function private.burn_grants(uuid, bigint) is
-  'Burns credits from grants in burn-down order, expiring due grants met on the way; returns the allocations. Balance row locked by the caller (no other writer touches the org''s grants meanwhile). Internal.';
+  'Burns credits from grants in burn-down order; returns the allocations. Balance row locked and due grants settled by the caller (no other writer touches the org''s grants meanwhile). Internal.';
 
 -- The charge ----------------------------------------------------------------------------------------
 
@@ -314,9 +302,10 @@ begin
   end if;
 
   if v_cost > 0 then
-    -- The head grant in burn-down order, when it covers the whole charge and is not due: one
-    -- UPDATE, found by its row address (no second index descent). No row lock before it and
-    -- no risk that the address moves: every writer of an org's grants holds its balance lock.
+    -- The head grant in burn-down order, when it covers the whole charge: one UPDATE, found by
+    -- its row address (no second index descent). No row lock before it and no risk that the
+    -- address moves: every writer of an org's grants holds its balance lock. No grant is due
+    -- here: lock_and_settle expired them.
     update public.credit_grants g
     set remaining = g.remaining - v_cost
     where g.ctid = (
@@ -326,7 +315,6 @@ begin
         limit 1
       )
       and g.remaining >= v_cost
-      and (g.expires_at is null or g.expires_at > now())
     returning g.id into v_grant_id;
     if v_grant_id is not null then
       v_allocations := jsonb_build_array(jsonb_build_object('grant_id', v_grant_id, 'amount', v_cost));

@@ -28,8 +28,8 @@
 --              item does not undo the others.
 --   lock       one balance lock per batch, held to commit: in atomic mode the first item that
 --              is not a replay takes it in private.charge (a batch of replays only answers
---              without it, as a single replay does); in per-item mode the batch takes it before
---              the first item (below: why).
+--              without it, as a single replay does); in per-item mode the batch takes it (and
+--              settles due grants) before the first item (below: why).
 --
 -- Subtransactions. Catching an error in PL/pgSQL opens a subtransaction for the block. Per-item
 -- mode needs one per item: a failed statement leaves its transaction unusable, so only rolling
@@ -158,7 +158,8 @@ begin
         hint = coalesce(nullif(v_hint, ''), 'nothing in the batch was charged');
     end;
   else
-    perform private.lock_balance(v_org_id);
+    -- Locked and due grants settled in the outer transaction: an item's rollback undoes neither.
+    perform private.lock_and_settle(v_org_id);
     for v_item, v_index in select e.item, (e.i - 1)::integer from jsonb_array_elements(p_items) with ordinality e(item, i) loop
       begin
         v_result := private.charge(v_org_id, v_user_id, 'consume', v_item ->> 'operation', v_item ->> 'request_id',
