@@ -55,7 +55,12 @@ describe('@tollgate/client error mapping', () => {
     expect(error).toBeInstanceOf(InsufficientCreditsError)
     expect(shape(error)).toEqual({ class: 'InsufficientCreditsError', key: 'insufficient_credits', code: 'PT402', status: 402, retryable: false, isTollgate: true })
     const insufficient = error as InsufficientCreditsError
-    expect({ required: insufficient.required, available: insufficient.available }).toEqual({ required: 6, available: 5 })
+    expect({ required: insufficient.required, available: insufficient.available, overage: insufficient.overage, overageLimit: insufficient.overageLimit }).toEqual({
+      required: 6,
+      available: 5,
+      overage: 0,
+      overageLimit: 0,
+    })
     expect(insufficient.details).toMatchObject({ operation, quantity: 2 })
     expect(insufficient.message).toBe('insufficient_credits')
     expect(typeof insufficient.hint).toBe('string')
@@ -176,6 +181,8 @@ describe('@tollgate/client error mapping', () => {
       ['grant source refund', () => server.grant({ orgId: org, amount: 1, source: 'refund' }), 'invalid_source', '22023'],
       ['ttl 0', () => server.reserve({ orgId: org, operation, ttlSeconds: 0 }), 'invalid_ttl', '22023'],
       ['empty refund reason', () => server.refund({ orgId: org, requestId: 'x', reason: ' ' }), 'invalid_reason', '22023'],
+      ['grant operations empty', () => server.grant({ orgId: org, amount: 1, source: 'promotion', operations: [] }), 'invalid_operations', '22023'],
+      ['overage limit -1', () => server.setOverageLimit({ orgId: org, limit: -1 }), 'invalid_limit', '22023'],
     ]
     for (const [label, call, key, code] of cases) {
       const error = await failureOf(call)
@@ -253,6 +260,25 @@ describe('@tollgate/client error mapping', () => {
     expect({ retryable: xx.retryable, details: xx.details }).toEqual({ retryable: false, details: { org_id: 'x' } })
     const garbled = toTollgateError({ code: 'PT402', message: 'insufficient_credits', details: 'not json' }, 402) as InsufficientCreditsError
     expect({ details: garbled.details, raw: garbled.rawDetails, required: garbled.required }).toEqual({ details: {}, raw: 'not json', required: Number.NaN })
+  })
+
+  it('InsufficientCreditsError carries the overage figures of its details (NaN when absent)', () => {
+    const details = JSON.stringify({ required: 12, available: -4, operation: 'x', quantity: 6, overage: 4, overage_limit: 10 })
+    const error = toTollgateError({ code: 'PT402', message: 'insufficient_credits', details }, 402) as InsufficientCreditsError
+    expect(error).toBeInstanceOf(InsufficientCreditsError)
+    expect({ required: error.required, available: error.available, overage: error.overage, overageLimit: error.overageLimit }).toEqual({
+      required: 12,
+      available: -4,
+      overage: 4,
+      overageLimit: 10,
+    })
+    const older = toTollgateError({ code: 'PT402', message: 'insufficient_credits', details: '{"required": 3, "available": 1}' }, 402) as InsufficientCreditsError
+    expect({ required: older.required, available: older.available, overage: older.overage, overageLimit: older.overageLimit }).toEqual({
+      required: 3,
+      available: 1,
+      overage: Number.NaN,
+      overageLimit: Number.NaN,
+    })
   })
 
   it('leaves the books balanced', async () => {

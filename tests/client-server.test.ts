@@ -52,6 +52,7 @@ describe('@tollgate/client/server', () => {
       priority: 50,
       expiresAt: expect.any(String),
       effectiveAt: null,
+      operations: null,
       balanceAfter: 100,
       replayed: false,
     })

@@ -36,7 +36,19 @@ describe('@tollgate/client user half', () => {
     const tollgate = createTollgateClient(user.client, fastRetries)
 
     const balance = await tollgate.balance()
-    expect(balance).toEqual({ orgId: org, available: 50, held: 0, nextExpiryAt: expect.any(String), nextExpiryAmount: 30, scheduled: 0, nextStartAt: null, nextStartAmount: null })
+    expect(balance).toEqual({
+      orgId: org,
+      available: 50,
+      held: 0,
+      nextExpiryAt: expect.any(String),
+      nextExpiryAmount: 30,
+      scheduled: 0,
+      nextStartAt: null,
+      nextStartAmount: null,
+      overage: 0,
+      overageLimit: 0,
+      scopes: [{ operations: null, available: 50 }],
+    })
     expect(new Date(balance.nextExpiryAt!).getTime()).toBe(expiresAt.getTime())
 
     const charge = await tollgate.consume({ operation, quantity: 3, metadata: { file: 'a.pdf' } })
@@ -53,6 +65,7 @@ describe('@tollgate/client user half', () => {
       holdExpiresAt: null,
       balanceBefore: 50,
       balanceAfter: 38,
+      overage: 0,
       replayed: false,
     })
     expect(await tollgate.consume({ operation, quantity: 3, requestId: charge.requestId })).toEqual({ ...charge, replayed: true })
@@ -93,9 +106,9 @@ describe('@tollgate/client user half', () => {
       chargedTotal: 6,
       balanceAfter: 4,
       results: [
-        { ok: true, requestId: 'cb-1', orgId: org, operation, quantity: 1, status: 'charged', charged: 2, reserved: 0, refunded: 0, holdExpiresAt: null, balanceBefore: 10, balanceAfter: 8, replayed: false },
-        { ok: true, requestId: generated, orgId: org, operation, quantity: 2, status: 'charged', charged: 4, reserved: 0, refunded: 0, holdExpiresAt: null, balanceBefore: 8, balanceAfter: 4, replayed: false },
-        { ok: true, requestId: 'cb-1', orgId: org, operation, quantity: 1, status: 'charged', charged: 2, reserved: 0, refunded: 0, holdExpiresAt: null, balanceBefore: 10, balanceAfter: 8, replayed: true },
+        { ok: true, requestId: 'cb-1', orgId: org, operation, quantity: 1, status: 'charged', charged: 2, reserved: 0, refunded: 0, holdExpiresAt: null, balanceBefore: 10, balanceAfter: 8, overage: 0, replayed: false },
+        { ok: true, requestId: generated, orgId: org, operation, quantity: 2, status: 'charged', charged: 4, reserved: 0, refunded: 0, holdExpiresAt: null, balanceBefore: 8, balanceAfter: 4, overage: 0, replayed: false },
+        { ok: true, requestId: 'cb-1', orgId: org, operation, quantity: 1, status: 'charged', charged: 2, reserved: 0, refunded: 0, holdExpiresAt: null, balanceBefore: 10, balanceAfter: 8, overage: 0, replayed: true },
       ],
     })
 
@@ -214,6 +227,8 @@ describe('@tollgate/client user half', () => {
       heldDelta: 0,
       balanceAfter: 972,
       heldAfter: 0,
+      overageDelta: 0,
+      overageAfter: 0,
       requestId: 'late4',
       grantId: null,
       actorUserId: user.id,

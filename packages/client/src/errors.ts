@@ -54,16 +54,29 @@ export class TollgateError extends Error {
   }
 }
 
-/** PT402 `insufficient_credits`: nothing was written. */
+/**
+ * PT402 `insufficient_credits`: nothing was written. The call needed more than
+ * `available + overageLimit`. Each figure is NaN when the answer does not carry it.
+ */
 export class InsufficientCreditsError extends TollgateError {
   /** Credits the call needed (price × quantity). */
   readonly required: number
-  /** Spendable credits at the time of the call. */
+  /**
+   * Credits this operation could use at the time: the remaining credits of the grants that
+   * cover it, minus the org's debt (`overage`); negative while the debt is larger.
+   */
   readonly available: number
+  /** The org's debt at the time (credits already spent beyond its grants). */
+  readonly overage: number
+  /** How far below zero the org may go (its overage limit). */
+  readonly overageLimit: number
   constructor(init: ConstructorParameters<typeof TollgateError>[0]) {
     super(init)
-    this.required = Number(this.details.required ?? Number.NaN)
-    this.available = Number(this.details.available ?? Number.NaN)
+    const figure = (key: string): number => Number(this.details[key] ?? Number.NaN)
+    this.required = figure('required')
+    this.available = figure('available')
+    this.overage = figure('overage')
+    this.overageLimit = figure('overage_limit')
   }
 }
 

@@ -5,7 +5,16 @@
 import { RequestAlreadySettledError, RequestInProgressError, TollgateError } from './errors.ts'
 import { asTollgate, defaultRequestId, invalid, toResultJson, withoutBuiltinRetry, type AnySupabaseClient, type CallRecord } from './internal.ts'
 import { retryPolicy, runWithRetry, type RetryOptions } from './retry.ts'
-import { toChargeResult, toGrantResult, type ChargeResult, type GrantResult, type Json, type JsonObject } from './types.ts'
+import {
+  toChargeResult,
+  toGrantResult,
+  toOverageLimitResult,
+  type ChargeResult,
+  type GrantResult,
+  type Json,
+  type JsonObject,
+  type OverageLimitResult,
+} from './types.ts'
 import { UserError } from './user-error.ts'
 
 export * from './errors.ts'
@@ -54,6 +63,21 @@ export interface GrantOptions {
    * must pass the same start (else IdempotencyConflictError). Not with `pending`.
    */
   effectiveAt?: Date | string
+  /**
+   * The operations the credits may be spent on (priced operations, 1..100 names; stored sorted
+   * and de-duplicated). Omit for credits spendable on anything: only those pay back an org's
+   * debt. A replay must pass the same set (else IdempotencyConflictError).
+   */
+  operations?: string[]
+}
+
+export interface OverageLimitOptions {
+  orgId: string
+  /**
+   * Credits the org may spend beyond its grants, 0..10^12 (0: none, the default). A limit below
+   * the current debt stops new overage until the debt is below it; the debt stays.
+   */
+  limit: number
 }
 
 export interface GrantRef {
@@ -119,6 +143,8 @@ export interface TollgateServer {
   activateGrant(ref: GrantRef): Promise<GrantResult>
   voidGrant(ref: GrantRef): Promise<GrantResult>
   grantOnboarding(options: { userId: string; amount: number; expiresAt?: Date | string }): Promise<GrantResult>
+  /** set_overage_limit: how far below zero the org's `available` may go (idempotent). */
+  setOverageLimit(options: OverageLimitOptions): Promise<OverageLimitResult>
   reserve(options: ReserveOptions): Promise<ChargeResult>
   capture(options: CaptureOptions): Promise<ChargeResult>
   release(options: ReleaseOptions): Promise<ChargeResult>
@@ -190,7 +216,7 @@ export function createTollgateServer(serviceSupabase: AnySupabaseClient, options
   }
 
   const server: TollgateServer = {
-    async grant({ orgId, amount, source, externalRef, expiresAt, metadata, priority, pending, effectiveAt }) {
+    async grant({ orgId, amount, source, externalRef, expiresAt, metadata, priority, pending, effectiveAt, operations }) {
       const args = {
         p_org_id: orgId,
         p_amount: amount,
@@ -201,6 +227,7 @@ export function createTollgateServer(serviceSupabase: AnySupabaseClient, options
         p_priority: priority,
         p_pending: pending,
         p_effective_at: iso(effectiveAt),
+        p_operations: operations,
       }
       const data = await runWithRetry('grant_credits', () => db.rpc('grant_credits', args), externalRef === undefined ? noRetry : policy)
       return toGrantResult(data)
@@ -219,6 +246,11 @@ export function createTollgateServer(serviceSupabase: AnySupabaseClient, options
     async grantOnboarding({ userId, amount, expiresAt }) {
       const args = { p_user_id: userId, p_amount: amount, p_expires_at: iso(expiresAt) }
       return toGrantResult(await runWithRetry('grant_onboarding_credits', () => db.rpc('grant_onboarding_credits', args), policy))
+    },
+
+    async setOverageLimit({ orgId, limit }) {
+      const args = { p_org_id: orgId, p_limit: limit }
+      return toOverageLimitResult(await runWithRetry('set_overage_limit', () => db.rpc('set_overage_limit', args), policy))
     },
 
     async reserve(options) {

@@ -31,8 +31,23 @@ export interface Balance {
   nextStartAt: string | null
   /** Credits that start then, or null. */
   nextStartAmount: number | null
-  /** Credits used beyond the balance, present only when get_credit_balance reports it (it does not yet). */
-  overage?: number
+  /** Credits spent beyond the grants (debt, >= 0): `available` is net of it, so it may be negative. */
+  overage: number
+  /** How far below zero `available` may go (`setOverageLimit`; 0 by default). */
+  overageLimit: number
+  /**
+   * Remaining credits of active grants by the operations they may be spent on: the unscoped
+   * group (`operations: null`, any operation) first, then each operation set. `available` is
+   * their sum minus `overage`.
+   */
+  scopes: CreditScope[]
+}
+
+/** Credits of active grants limited to one set of operations (`null`: any operation). */
+export interface CreditScope {
+  /** Sorted operation names, or null for grants spendable on any operation. */
+  operations: string[] | null
+  available: number
 }
 
 /** What consume, reserve, capture, release and refund answer (first time and on replay). */
@@ -50,8 +65,11 @@ export interface ChargeResult {
   refunded: number
   /** A hold's expiry (ISO timestamp); null for a plain charge. */
   holdExpiresAt: string | null
+  /** The org's `available` before and after (net of its debt: negative while in overage). */
   balanceBefore: number
   balanceAfter: number
+  /** Credits of this request taken as debt (beyond the grants, within the overage limit); 0 when none. */
+  overage: number
   /** True when this request id had already been processed: the first answer, nothing charged again. */
   replayed: boolean
 }
@@ -115,6 +133,9 @@ export interface LedgerEntry {
   heldDelta: number
   balanceAfter: number
   heldAfter: number
+  /** Signed change of the org's debt (`overage`): + when a charge runs into overage, − when credits pay it back. */
+  overageDelta: number
+  overageAfter: number
   requestId: string | null
   grantId: string | null
   actorUserId: string | null
@@ -142,6 +163,10 @@ export interface Grant {
   expiresAt: string | null
   /** When the grant starts, if it was given a start (a scheduled grant is credited then). */
   effectiveAt: string | null
+  /** The operations it may be spent on (sorted), or null for any operation. */
+  operations: string[] | null
+  /** Credits of the grant that paid the org's debt when it was credited (not in `remaining`). */
+  overageRepaid: number
   expiredAmount: number
   metadata: Json
   createdAt: string
@@ -163,10 +188,24 @@ export interface GrantResult {
   expiresAt: string | null
   /** When the grant starts, if it was given a start. */
   effectiveAt: string | null
-  /** The org's spendable balance after the call. */
+  /** The operations it may be spent on (sorted, de-duplicated), or null for any operation. */
+  operations: string[] | null
+  /** The org's spendable balance after the call (net of its debt). */
   balanceAfter: number
   /** True when this (org, source, external ref) was already granted: nothing added again. */
   replayed: boolean
+}
+
+/** What setOverageLimit answers: the org's limit, debt and balance after the call. */
+export interface OverageLimitResult {
+  orgId: string
+  overageLimit: number
+  /** The current debt; it may exceed a limit set below it (no new overage until it is lower). */
+  overage: number
+  /** Spendable credits net of the debt (negative while in overage). */
+  available: number
+  /** Whether the org can still spend on something, overage included (the gate flag). */
+  hasUsageCredits: boolean
 }
 
 export interface Org {
@@ -185,6 +224,7 @@ const asRow = (data: unknown): Row => (data !== null && typeof data === 'object'
 const num = (value: unknown): number => (typeof value === 'number' ? value : Number(value ?? 0))
 const numOrNull = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value))
 const strOrNull = (value: unknown): string | null => (value === null || value === undefined ? null : String(value))
+const operationsOf = (value: unknown): string[] | null => (Array.isArray(value) ? value.map(String) : null)
 
 export function toBalance(data: unknown): Balance {
   const r = asRow(data)
@@ -197,7 +237,12 @@ export function toBalance(data: unknown): Balance {
     scheduled: num(r.scheduled),
     nextStartAt: strOrNull(r.next_start_at),
     nextStartAmount: numOrNull(r.next_start_amount),
-    ...(r.overage === undefined || r.overage === null ? {} : { overage: num(r.overage) }),
+    overage: num(r.overage),
+    overageLimit: num(r.overage_limit),
+    scopes: (Array.isArray(r.scopes) ? (r.scopes as unknown[]) : []).map((scope) => {
+      const s = asRow(scope)
+      return { operations: operationsOf(s.operations), available: num(s.available) }
+    }),
   }
 }
 
@@ -215,6 +260,7 @@ export function toChargeResult(data: unknown): ChargeResult {
     holdExpiresAt: strOrNull(r.hold_expires_at),
     balanceBefore: num(r.balance_before),
     balanceAfter: num(r.balance_after),
+    overage: num(r.overage),
     replayed: r.replayed === true,
   }
 }
@@ -278,6 +324,8 @@ export function toLedgerEntry(r: Tables<'credit_ledger'>): LedgerEntry {
     heldDelta: r.held_delta,
     balanceAfter: r.balance_after,
     heldAfter: r.held_after,
+    overageDelta: r.overage_delta,
+    overageAfter: r.overage_after,
     requestId: r.request_id,
     grantId: r.grant_id,
     actorUserId: r.actor_user_id,
@@ -299,6 +347,8 @@ export function toGrant(r: Tables<'credit_grants'>): Grant {
     priority: r.priority,
     expiresAt: r.expires_at,
     effectiveAt: r.effective_at,
+    operations: r.operations,
+    overageRepaid: r.overage_repaid,
     expiredAmount: r.expired_amount,
     metadata: r.metadata,
     createdAt: r.created_at,
@@ -321,8 +371,20 @@ export function toGrantResult(data: unknown): GrantResult {
     priority: num(r.priority),
     expiresAt: strOrNull(r.expires_at),
     effectiveAt: strOrNull(r.effective_at),
+    operations: operationsOf(r.operations),
     balanceAfter: num(r.balance_after),
     replayed: r.replayed === true,
+  }
+}
+
+export function toOverageLimitResult(data: unknown): OverageLimitResult {
+  const r = asRow(data)
+  return {
+    orgId: String(r.org_id),
+    overageLimit: num(r.overage_limit),
+    overage: num(r.overage),
+    available: num(r.available),
+    hasUsageCredits: r.has_usage_credits === true,
   }
 }
 

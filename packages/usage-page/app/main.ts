@@ -356,7 +356,7 @@ function balanceView(d: OrgData): TemplateResult {
       <dl class="figures">
         <div><dt>Available</dt><dd data-testid="available">${fmt.credits(b.available)}</dd></div>
         <div><dt>Held</dt><dd data-testid="held">${fmt.credits(b.held)}</dd></div>
-        ${b.overage === undefined ? nothing : html`<div><dt>Overage</dt><dd data-testid="overage">${fmt.credits(b.overage)}</dd></div>`}
+        ${b.overage > 0 || b.overageLimit > 0 ? html`<div><dt>Overage</dt><dd data-testid="overage">${fmt.credits(b.overage)} <small>of ${fmt.credits(b.overageLimit)} allowed</small></dd></div>` : nothing}
         ${b.scheduled > 0 && b.nextStartAt ? html`<div>
           <dt>Scheduled</dt>
           <dd data-testid="scheduled">${fmt.credits(b.scheduled)} <small>next ${fmt.credits(b.nextStartAmount ?? 0)} on ${fmt.when(b.nextStartAt)}</small></dd>
