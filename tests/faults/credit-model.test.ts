@@ -6,6 +6,8 @@ import { userJwt } from '@tollgate/local-stack'
 import { supabaseOptions } from '../support/clients.ts'
 import {
   describeOp,
+  INVALID_NAME,
+  operationNames,
   shiftClock,
   verifyStep,
   type Call,
@@ -21,9 +23,11 @@ import { env } from '../support/env.ts'
 import { scale } from './own-stack.ts'
 
 // Model-based test of the money core. fast-check generates sequences of steps over three orgs:
-// grants (expiring or not, of several priorities, pending then activated or voided), charges,
-// holds captured in full or in part, released, refunded, revocations, replays of the same id,
-// idempotency conflicts, the two expiry jobs and moves of the clock. A step is one call, or a
+// grants (expiring or not, of several priorities, pending then activated or voided, spendable on
+// anything or scoped to some of the run's operations), overage limits raised and lowered (below
+// the debt too), charges, holds captured in full or in part, released, refunded (into and out of
+// overage), revocations, replays of the same id, idempotency conflicts, the two expiry jobs and
+// moves of the clock. A step is one call, or a
 // few sent at once on separate connections (pg sessions as PostgREST opens them, or PostgREST
 // itself). After every step the database is checked against the reference model
 // (tests/support/credit-model.ts): every answer exactly (balances before and after, charged,
@@ -100,9 +104,17 @@ async function timed<T>(what: keyof typeof stats.ms, work: () => Promise<T>): Pr
 }
 
 function count(call: Call, outcome: Outcome): void {
-  const what = outcome.ok
-    ? `${call.op.t}${typeof outcome.data === 'object' && outcome.data !== null && !Array.isArray(outcome.data) && outcome.data.replayed === true ? ' (replayed)' : ''}`
-    : `${call.op.t} → ${outcome.key}`
+  const data = outcome.ok && typeof outcome.data === 'object' && outcome.data !== null && !Array.isArray(outcome.data) ? outcome.data : {}
+  const note = data.replayed === true
+    ? ' (replayed)'
+    : typeof data.overage === 'number' && data.overage > 0 && (call.op.t === 'consume' || call.op.t === 'reserve')
+      ? ' (into overage)'
+      : call.op.t === 'overageLimit' && typeof data.overage === 'number' && data.overage > (data.overage_limit as number)
+        ? ' (below the debt)'
+        : call.op.t === 'grant' && Array.isArray(data.operations)
+          ? ' (scoped)'
+          : ''
+  const what = outcome.ok ? `${call.op.t}${note}` : `${call.op.t} → ${outcome.key}`
   stats.outcomes.set(what, (stats.outcomes.get(what) ?? 0) + 1)
 }
 
@@ -148,6 +160,7 @@ function parseDetail(text: string | undefined | null): Record<string, Json> {
 /** A value as an SQL literal (the call is sent as one simple query: one round trip). */
 function literal(client: pg.Client, value: unknown): string {
   if (value === null || value === undefined) return 'null'
+  if (Array.isArray(value)) return `array[${value.map((v) => literal(client, v)).join(', ')}]::text[]`
   if (typeof value === 'number' || typeof value === 'boolean') return String(value)
   return client.escapeLiteral(String(value))
 }
@@ -228,7 +241,15 @@ function rpcOf(call: Call, run: Run): { fn: string; args: Record<string, unknown
           p_expires_at: call.expiresAt == null ? null : new Date(call.expiresAt / 1000).toISOString(),
           p_priority: op.priority,
           p_pending: op.pending,
+          // Left out: the default, any operation.
+          ...(op.operations === null ? {} : { p_operations: operationNames({ operations }, op.operations) }),
         },
+      }
+    case 'overageLimit':
+      return {
+        fn: 'set_overage_limit',
+        asUser: false,
+        args: { p_org_id: op.unknownOrg ? crypto.randomUUID() : orgId, p_limit: op.limit },
       }
     case 'activate':
       return { fn: 'activate_credit_grant', asUser: false, args: { p_org_id: orgId, p_source: op.source, p_external_ref: op.ref } }
@@ -286,24 +307,27 @@ const micros = (column: string) => `(extract(epoch from ${column}) * 1000000)::b
 const SNAPSHOT_SQL = `
 with o as (select org_id, (n - 1)::int as idx from unnest($1::uuid[]) with ordinality as t(org_id, n))
 select
-  (select jsonb_agg(jsonb_build_object('available', b.available, 'held', b.held, 'flag', org.has_usage_credits,
-            'ledger_amount', l.amount, 'ledger_held', l.held, 'balance', public.get_credit_balance(o.org_id)) order by o.idx)
+  (select jsonb_agg(jsonb_build_object('available', b.available, 'held', b.held, 'overage', b.overage,
+            'overage_limit', b.overage_limit, 'flag', org.has_usage_credits, 'ledger_amount', l.amount, 'ledger_held', l.held,
+            'ledger_overage', l.overage, 'balance', public.get_credit_balance(o.org_id)) order by o.idx)
      from o
      join public.credit_balances b on b.org_id = o.org_id
      join public.orgs org on org.id = o.org_id
-     cross join lateral (select coalesce(sum(x.amount), 0) as amount, coalesce(sum(x.held_delta), 0) as held
+     cross join lateral (select coalesce(sum(x.amount), 0) as amount, coalesce(sum(x.held_delta), 0) as held,
+                                coalesce(sum(x.overage_delta), 0) as overage
                          from public.credit_ledger x where x.org_id = o.org_id) l) as orgs,
   (select coalesce(jsonb_agg(jsonb_build_object('org', o.idx, 'id', g.id, 'source', g.source, 'external_ref', g.external_ref,
             'amount', g.amount, 'remaining', g.remaining, 'status', g.status, 'expired_amount', g.expired_amount,
-            'revoked_amount', g.revoked_amount, 'priority', g.priority,
+            'revoked_amount', g.revoked_amount, 'operations', g.operations, 'overage_repaid', g.overage_repaid, 'priority', g.priority,
             'expires_at', ${micros('g.expires_at')}, 'created_at', ${micros('g.created_at')})), '[]')
      from o join public.credit_grants g on g.org_id = o.org_id) as grants,
   (select coalesce(jsonb_agg(jsonb_build_object('org', o.idx, 'request_id', r.request_id, 'kind', r.kind, 'operation', r.operation,
             'quantity', r.quantity, 'status', r.status, 'charged', r.charged, 'reserved', r.reserved, 'refunded', r.refunded,
-            'balance_before', r.balance_before, 'balance_after', r.balance_after, 'hold_expires_at', ${micros('r.hold_expires_at')})), '[]')
+            'balance_before', r.balance_before, 'balance_after', r.balance_after, 'hold_expires_at', ${micros('r.hold_expires_at')},
+            'allocations', r.allocations)), '[]')
      from o join public.credit_requests r on r.org_id = o.org_id) as requests,
   (select coalesce(jsonb_agg(jsonb_build_object('org', o.idx, 'external_ref', v.external_ref, 'amount', v.amount,
-            'grant_id', v.grant_id, 'revoked', v.revoked, 'shortfall', v.shortfall)), '[]')
+            'grant_id', v.grant_id, 'revoked', v.revoked, 'overage', v.overage, 'shortfall', v.shortfall)), '[]')
      from o join public.credit_revocations v on v.org_id = o.org_id) as revocations`
 
 /**
@@ -442,6 +466,16 @@ const charge = (mine: string[], other: string[]) =>
   )
 const source = fc.constantFrom('purchase', 'promotion')
 const grantRef = fc.constantFrom('g0', 'g1', 'g2', 'g3', 'g4')
+/**
+ * A grant's operations: mostly any; often some of the priced operations (duplicates and any
+ * order: stored sorted and de-duplicated); now and then a set the RPC refuses (empty, an
+ * unpriced operation, a malformed name, a null element).
+ */
+const scope = fc.oneof(
+  { weight: 12, arbitrary: fc.constant(null) },
+  { weight: 6, arbitrary: fc.array(fc.constantFrom('a', 'a', 'b', 'b', 'z'), { minLength: 1, maxLength: 4 }) },
+  { weight: 1, arbitrary: fc.constantFrom<Array<string | null>>([], ['u'], ['a', 'u'], [INVALID_NAME], ['b', null]) },
+)
 /** Mostly an existing target, by position; now and then the id or reference as generated. */
 const pick = fc.oneof({ weight: 4, arbitrary: fc.nat({ max: 15 }) }, { weight: 1, arbitrary: fc.constant(null) })
 
@@ -461,6 +495,19 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       ),
       priority: fc.constantFrom(0, 10, 100),
       pending: fc.oneof({ weight: 4, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
+      operations: scope,
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      t: fc.constant('overageLimit' as const),
+      org,
+      limit: fc.oneof(
+        { weight: 12, arbitrary: fc.constantFrom(0, 5, 20, 60, 300) },
+        { weight: 1, arbitrary: fc.constantFrom(-1, 1_000_000_000_001) },
+      ),
+      unknownOrg: fc.oneof({ weight: 15, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
     }),
   },
   { weight: 2, arbitrary: fc.record({ t: fc.constantFrom('activate' as const, 'activate' as const, 'void' as const), org, source, ref: grantRef, pick }) },
@@ -550,6 +597,14 @@ function covered(state: State): string[] {
     ['a hold released by its TTL', requests.some((r) => r.status === 'expired')],
     ['a revocation with a shortfall', revocations.some((v) => v.shortfall > 0)],
     ['a named grant revoked', revocations.some((v) => v.grantId !== null && v.revoked > 0)],
+    ['a scoped grant spent', grants.some((g) => g.operations !== null && g.remaining + g.expiredAmount + g.revokedAmount < g.amount)],
+    ['a charge into overage', requests.some((r) => r.overage > 0)],
+    ['a hold into overage released or captured in part', requests.some((r) => r.kind === 'hold' && r.overage > 0 && r.status !== 'held' && r.charged < r.reserved)],
+    ['a charge into overage refunded', requests.some((r) => r.overage > 0 && r.status === 'refunded')],
+    ['debt repaid by a grant', grants.some((g) => g.overageRepaid > 0)],
+    ['debt repaid by an activated pending grant', grants.some((g) => g.overageRepaid > 0 && g.wasPending)],
+    ['a revocation into overage', revocations.some((v) => v.overage > 0)],
+    ['an org still in debt', state.orgs.some((o) => o.overage > 0)],
   ]
   return found.filter(([, yes]) => yes).map(([what]) => what)
 }
@@ -572,7 +627,7 @@ async function newRun(): Promise<{ model: ModelBox; real: Run }> {
   const jwt = await userJwt(userId, env.SUPABASE_JWT_SECRET)
   const real: Run = { orgIds, userId, userRest: createClient(env.SUPABASE_URL, env.SUPABASE_ANON_KEY, supabaseOptions(jwt)), steps: 0 }
   const model: ModelBox = {
-    state: { orgs: orgIds.map((id) => ({ id, held: 0, grants: [], requests: {}, revocations: {} })), operations },
+    state: { orgs: orgIds.map((id) => ({ id, held: 0, overage: 0, overageLimit: 0, grants: [], requests: {}, revocations: {} })), operations },
   }
   // The fresh orgs are empty, with their balance rows, and the user is a member of each.
   const at = nowMicros()

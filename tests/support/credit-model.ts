@@ -2,9 +2,22 @@ import { isDeepStrictEqual } from 'node:util'
 
 // A reference model of the money core, in plain TypeScript, for the model-based test
 // (tests/faults/credit-model.test.ts). It encodes the documented rules (README "Credit engine",
-// "Decisions worth knowing"), not the SQL: what each public RPC answers and how it leaves
-// balances, grants, requests and revocations. The database is checked against it after every
-// step.
+// "Decisions worth knowing", "Scoped credits", "Overage"), not the SQL: what each public RPC
+// answers and how it leaves balances, grants, requests and revocations. The database is checked
+// against it after every step.
+//
+// Scoped credits and overage, as the model has them:
+// - A grant covers an operation when its operation set is null (any) or contains it. A charge
+//   burns only covering grants, in burn-down order; it succeeds iff its cost <= (covering
+//   credits - debt) + overage limit, and the shortfall beyond the covering grants is taken as
+//   debt: the request's last allocation piece, {grant_id: null}.
+// - Giving credits back (release, partial capture, refund, a hold's TTL) goes newest piece
+//   first, so the debt piece first: it lowers the debt, and what a later grant already repaid
+//   goes back to the grant(s) that repaid it.
+// - A new unscoped grant pays the debt first when it is credited (insert, activation):
+//   remaining = amount - paid, overage_repaid = paid. Scoped grants pay no debt.
+// - Revocation in burn-down order takes from any grant, then as debt up to the overage room.
+// - The flag: some operation has covering credits - debt + limit > 0.
 //
 // Two things the model cannot know beforehand it reads from the database after each step, and
 // only those: the identities and timestamps a row gets when it is created (a grant's id and
@@ -29,7 +42,8 @@ export type GrantStatus = 'pending' | 'active' | 'expired' | 'voided'
 export type RequestStatus = 'charged' | 'held' | 'captured' | 'released' | 'expired' | 'refunded'
 
 export interface Allocation {
-  grantId: string
+  /** null: the debt piece (credits taken beyond the grants), always the last piece. */
+  grantId: string | null
   amount: number
 }
 
@@ -44,6 +58,10 @@ export interface Grant {
   status: GrantStatus
   /** Created pending (awaiting payment): activate replays once it is active or expired. */
   wasPending: boolean
+  /** The operations (credit_prices names, sorted) it may be spent on; null: any. */
+  operations: string[] | null
+  /** Credits of this grant that paid the org's debt when it was credited (not in remaining). */
+  overageRepaid: number
   priority: number
   expiresAt: Micros | null
   createdAt: Micros
@@ -63,6 +81,8 @@ export interface Request {
   allocations: Allocation[]
   balanceBefore: number
   balanceAfter: number
+  /** Credits the charge took as debt (its debt piece when it was made). */
+  overage: number
   holdExpiresAt: Micros | null
   /** What the first call answered (a replay may answer this, or the request's state now). */
   firstAnswer: Json
@@ -74,6 +94,8 @@ export interface Revocation {
   grantId: string | null
   reason: string
   revoked: number
+  /** The part of `revoked` taken as debt (burn-down mode only). */
+  overage: number
   shortfall: number
   allocations: Allocation[]
   balanceAfter: number
@@ -82,6 +104,9 @@ export interface Revocation {
 export interface OrgState {
   id: string
   held: number
+  /** The debt: credits spent beyond the grants (credit_balances.overage). */
+  overage: number
+  overageLimit: number
   grants: Grant[]
   requests: Record<string, Request>
   revocations: Record<string, Revocation>
@@ -104,7 +129,23 @@ export type Via = 'pg' | 'rest'
  * modulo their number), so that sequences hit live targets; resolved before the call is sent.
  */
 export type Op =
-  | { t: 'grant'; org: number; amount: number; source: string; ref: string; expiresInHours: number | null; priority: number; pending: boolean }
+  | {
+      t: 'grant'
+      org: number
+      amount: number
+      source: string
+      ref: string
+      expiresInHours: number | null
+      priority: number
+      pending: boolean
+      /**
+       * null: any operation. Otherwise short names of the run's operations (keys of
+       * State.operations, duplicates and any order allowed), or names sent as they are
+       * (INVALID_NAME, or null for a null element).
+       */
+      operations: Array<string | null> | null
+    }
+  | { t: 'overageLimit'; org: number; limit: number; unknownOrg: boolean }
   | { t: 'activate' | 'void'; org: number; source: string; ref: string; pick: number | null }
   | { t: 'consume'; org: number; rid: string; operation: string; quantity: number; defaultOrg: boolean }
   | { t: 'reserve'; org: number; rid: string; operation: string; quantity: number; ttlHours: number; withUser: boolean }
@@ -139,11 +180,21 @@ export const REFUND_GRANT_LIFETIME: Micros = 7 * 24 * HOUR
 
 const target = (op: { rid: string; pick: number | null }) => (op.pick === null ? op.rid : `${op.rid}|existing#${op.pick}`)
 
+/** A name that does not match the operation format (`^[a-z][a-z0-9_.:-]{0,63}$`). */
+export const INVALID_NAME = 'Not An Operation'
+
+/** The operation names a grant op sends: run operations by short name, anything else as it is. */
+export function operationNames(state: Pick<State, 'operations'>, operations: Array<string | null>): Array<string | null> {
+  return operations.map((o) => (o !== null && state.operations[o] ? state.operations[o]!.name : o))
+}
+
 export function describeOp(op: Op): string {
   const org = 'org' in op ? `o${op.org}` : ''
   switch (op.t) {
     case 'grant':
-      return `grant(${org} ${op.source}:${op.ref} ${op.amount}cr prio=${op.priority}${op.expiresInHours === null ? '' : ` expires=${op.expiresInHours > 0 ? '+' : ''}${op.expiresInHours}h`}${op.pending ? ' pending' : ''})`
+      return `grant(${org} ${op.source}:${op.ref} ${op.amount}cr prio=${op.priority}${op.expiresInHours === null ? '' : ` expires=${op.expiresInHours > 0 ? '+' : ''}${op.expiresInHours}h`}${op.pending ? ' pending' : ''}${op.operations === null ? '' : ` ops=[${op.operations.map((o) => (o === null ? 'null' : o)).join(',')}]`})`
+    case 'overageLimit':
+      return `set_overage_limit(${op.unknownOrg ? 'unknown org' : org} ${op.limit})`
     case 'activate':
     case 'void':
       return `${op.t}(${org} ${op.pick === null ? `${op.source}:${op.ref}` : `pending#${op.pick}`})`
@@ -181,6 +232,8 @@ export interface DbGrant {
   status: GrantStatus
   expired_amount: number
   revoked_amount: number
+  operations: string[] | null
+  overage_repaid: number
   priority: number
   expires_at: Micros | null
   created_at: Micros
@@ -199,6 +252,7 @@ export interface DbRequest {
   balance_before: number
   balance_after: number
   hold_expires_at: Micros | null
+  allocations: Array<{ grant_id: string | null; amount: number }>
 }
 
 export interface DbRevocation {
@@ -207,15 +261,19 @@ export interface DbRevocation {
   amount: number
   grant_id: string | null
   revoked: number
+  overage: number
   shortfall: number
 }
 
 export interface DbOrg {
   available: number
   held: number
+  overage: number
+  overage_limit: number
   flag: boolean
   ledger_amount: number
   ledger_held: number
+  ledger_overage: number
   /** get_credit_balance(org) as a member, in the same snapshot. */
   balance: Record<string, Json>
 }
@@ -253,6 +311,9 @@ export function parseTimestamp(text: string): Micros {
 const isDue = (g: Grant, now: Micros): boolean => g.status === 'active' && g.expiresAt !== null && g.expiresAt <= now
 const isSpendable = (g: Grant, now: Micros): boolean => g.status === 'active' && !isDue(g, now) && g.remaining > 0
 const isStale = (r: Request, now: Micros): boolean => r.status === 'held' && r.holdExpiresAt !== null && r.holdExpiresAt <= now
+/** Whether a grant's credits may be spent on `operation` (null: on any, as revocation takes them). */
+const covers = (g: { operations: string[] | null }, operation: string | null): boolean =>
+  operation === null || g.operations === null || g.operations.includes(operation)
 
 /** Burn-down order: priority, then soonest expiry (none last), then oldest, then id. */
 export function burnOrder(a: Grant, b: Grant): number {
@@ -266,9 +327,31 @@ export function burnOrder(a: Grant, b: Grant): number {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0
 }
 
-/** Spendable credits: active grants not past their expiry (get_credit_balance's `available`). */
+/** Remaining credits of spendable grants (active, not past their expiry), of any scope. */
 export function spendable(org: OrgState, now: Micros): number {
   return org.grants.reduce((sum, g) => sum + (isSpendable(g, now) ? g.remaining : 0), 0)
+}
+
+/** get_credit_balance's `available`: the spendable credits net of the debt (negative in overage). */
+export function netAvailable(org: OrgState, now: Micros): number {
+  return spendable(org, now) - org.overage
+}
+
+/** Remaining credits of the spendable grants that cover `operation`. */
+function covering(org: OrgState, operation: string, now: Micros): number {
+  return org.grants.reduce((sum, g) => sum + (isSpendable(g, now) && covers(g, operation) ? g.remaining : 0), 0)
+}
+
+/**
+ * The flag from grant rows (active ones, due or not, as credit_balances counts them): some
+ * operation has covering credits - debt + limit > 0. Operations other than the run's are
+ * covered by the unscoped grants alone, so the run's give the maximum.
+ */
+export function flagOf(grants: Array<{ status: string; remaining: number; operations: string[] | null }>, names: string[], overage: number, limit: number): boolean {
+  const active = grants.filter((g) => g.status === 'active')
+  const unscoped = active.reduce((sum, g) => sum + (g.operations === null ? g.remaining : 0), 0)
+  const best = Math.max(unscoped, ...names.map((n) => active.reduce((sum, g) => sum + (covers(g, n) ? g.remaining : 0), 0)))
+  return best - overage + limit > 0
 }
 
 /** Grants past their expiry whose row may still read active, with their credits. */
@@ -276,11 +359,16 @@ function unsettled(org: OrgState, now: Micros): Grant[] {
   return org.grants.filter((g) => isDue(g, now) && g.remaining > 0)
 }
 
-/** Every sum of a subset of `values` (a balance that may or may not count each unsettled grant). */
+/** Every subset of `items` (a balance that may or may not count each unsettled grant). */
+function subsets<T>(items: T[]): T[][] {
+  let all: T[][] = [[]]
+  for (const item of items) all = [...all, ...all.map((s) => [...s, item])]
+  return all
+}
+
+/** Every sum of a subset of `values`. */
 function subsetSums(values: number[]): Set<number> {
-  let sums = new Set([0])
-  for (const v of values) sums = new Set([...sums, ...[...sums].map((s) => s + v)])
-  return sums
+  return new Set(subsets(values).map((s) => s.reduce((a, b) => a + b, 0)))
 }
 
 /** The org's due grants expire (README: these RPCs expire the org's due grants first). */
@@ -294,11 +382,23 @@ function settleDue(org: OrgState, now: Micros): void {
   }
 }
 
-/** Takes `amount` from spendable grants in burn-down order; the caller checked it is there. */
-function burn(org: OrgState, amount: number, now: Micros): Allocation[] {
+/** A newly credited grant that can be spent on anything pays the org's debt first. */
+function payDebt(org: OrgState, g: Grant): void {
+  if (g.operations !== null || g.status !== 'active') return
+  const paid = Math.min(g.remaining, org.overage)
+  g.remaining -= paid
+  g.overageRepaid += paid
+  org.overage -= paid
+}
+
+/**
+ * Takes `amount` from the spendable grants covering `operation` (null: any) in burn-down order;
+ * the caller checked that they hold it.
+ */
+function burn(org: OrgState, amount: number, now: Micros, operation: string | null): Allocation[] {
   const allocations: Allocation[] = []
   let left = amount
-  for (const g of org.grants.filter((g) => isSpendable(g, now)).sort(burnOrder)) {
+  for (const g of org.grants.filter((g) => isSpendable(g, now) && covers(g, operation)).sort(burnOrder)) {
     if (left === 0) break
     const take = Math.min(g.remaining, left)
     g.remaining -= take
@@ -309,31 +409,67 @@ function burn(org: OrgState, amount: number, now: Micros): Allocation[] {
   return allocations
 }
 
+/** Newest first: the grants whose credits paid the debt, for credits of a debt piece that come back. */
+function repayers(org: OrgState): Grant[] {
+  return org.grants.filter((g) => g.overageRepaid > 0).sort((a, b) => -burnOrderByAge(a, b))
+}
+const burnOrderByAge = (a: Grant, b: Grant): number => (a.createdAt !== b.createdAt ? a.createdAt - b.createdAt : a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+
+interface Returned {
+  kept: Allocation[]
+  /** Credits back in active grants. */
+  live: number
+  /** Credits back in grants that expired meanwhile (a refund turns them into a refund grant). */
+  expired: number
+  /** The scopes of the expired grants they went to, with the credits. */
+  expiredScopes: Array<{ operations: string[] | null; amount: number }>
+}
+
 /**
- * Gives `amount` back to the grants a request drew from, newest allocation first. Live grants
- * take their credits back; expired ones record them as expired. Due grants are settled first.
+ * Gives `amount` back to where a request's credits came from, newest piece first: the debt piece
+ * lowers the debt, and what later grants already repaid goes back to them; grant pieces go back
+ * to their grants. Live grants take their credits back; expired ones record them as expired.
  */
-function returnToGrants(org: OrgState, allocations: Allocation[], amount: number): { kept: Allocation[]; live: number; expired: number } {
+function returnCredits(org: OrgState, allocations: Allocation[], amount: number): Returned {
   let left = amount
   let live = 0
   let expired = 0
+  const expiredScopes: Returned['expiredScopes'] = []
+  const give = (g: Grant, n: number) => {
+    if (g.status === 'active') {
+      g.remaining += n
+      live += n
+    } else {
+      g.expiredAmount += n
+      expired += n
+      expiredScopes.push({ operations: g.operations, amount: n })
+    }
+  }
   const kept: Allocation[] = allocations.map((a) => ({ ...a }))
   for (let i = kept.length - 1; i >= 0 && left > 0; i--) {
     const piece = kept[i]!
-    const give = Math.min(piece.amount, left)
-    const g = org.grants.find((x) => x.id === piece.grantId)!
-    if (g.status === 'active') {
-      g.remaining += give
-      live += give
+    const n = Math.min(piece.amount, left)
+    if (piece.grantId === null) {
+      const lowered = Math.min(n, org.overage)
+      org.overage -= lowered
+      live += lowered
+      let rest = n - lowered
+      for (const g of repayers(org)) {
+        if (rest === 0) break
+        const back = Math.min(rest, g.overageRepaid)
+        g.overageRepaid -= back
+        give(g, back)
+        rest -= back
+      }
+      if (rest !== 0) throw new Error(`model: ${rest} credits of a debt piece neither owed nor repaid`)
     } else {
-      g.expiredAmount += give
-      expired += give
+      give(org.grants.find((x) => x.id === piece.grantId)!, n)
     }
-    piece.amount -= give
-    left -= give
+    piece.amount -= n
+    left -= n
   }
   if (left !== 0) throw new Error(`model: return of ${amount} short by ${left}`)
-  return { kept: kept.filter((a) => a.amount > 0), live, expired }
+  return { kept: kept.filter((a) => a.amount > 0), live, expired, expiredScopes }
 }
 
 function requestAnswer(org: OrgState, r: Request, replayed: boolean): Json {
@@ -350,6 +486,7 @@ function requestAnswer(org: OrgState, r: Request, replayed: boolean): Json {
   if (r.holdExpiresAt !== null) answer.hold_expires_at = r.holdExpiresAt
   answer.balance_before = r.balanceBefore
   answer.balance_after = r.balanceAfter
+  if (r.overage > 0) answer.overage = r.overage
   answer.replayed = replayed
   return answer
 }
@@ -366,6 +503,7 @@ function grantAnswer(org: OrgState, g: Grant, replayed: boolean, balanceAfter: n
     priority: g.priority,
     expires_at: g.expiresAt,
     effective_at: null,
+    operations: g.operations,
     balance_after: balanceAfter,
     replayed,
   }
@@ -378,6 +516,7 @@ function revocationAnswer(org: OrgState, v: Revocation, replayed: boolean): Json
     amount: v.amount,
     grant_id: v.grantId,
     revoked: v.revoked,
+    overage: v.overage,
     shortfall: v.shortfall,
     allocations: v.allocations.map((a) => ({ grant_id: a.grantId, amount: a.amount })),
     balance_after: v.balanceAfter,
@@ -396,6 +535,8 @@ function normalise(data: Json): Json {
 }
 
 const show = (value: unknown): string => JSON.stringify(value)
+
+const OPERATION_FORMAT = /^[a-z][a-z0-9_.:-]{0,63}$/
 
 /** Mismatches of one call: an empty list means the outcome is what the model expects. */
 type Check = string[]
@@ -425,7 +566,7 @@ function expectAnswer(outcome: Outcome, ...alternatives: Json[]): Check {
 function expectGrantAnswer(outcome: Outcome, org: OrgState, g: Grant, replayed: boolean, now: Micros, strictBalance: boolean): Check {
   if (!outcome.ok) return [`expected grant ${g.source}:${g.externalRef}, got ${outcome.code} ${outcome.key} ${show(outcome.detail)}`]
   const got = normalise(outcome.data) as Record<string, Json>
-  const base = spendable(org, now)
+  const base = netAvailable(org, now)
   const allowed = strictBalance ? new Set([base]) : new Set([...subsetSums(unsettled(org, now).map((x) => x.remaining))].map((s) => base + s))
   const shapes = [grantAnswer(org, g, replayed, 'any')]
   if (isDue(g, now)) shapes.push({ ...shapes[0]!, status: 'expired', remaining: 0 })
@@ -436,6 +577,36 @@ function expectGrantAnswer(outcome: Outcome, org: OrgState, g: Grant, replayed: 
     problems.push(`balance_after: expected one of ${show([...allowed].sort((a, b) => a - b))}, got ${show(got.balance_after)}`)
   }
   return problems
+}
+
+/**
+ * A revocation's answer. Not specified: whether its allocations list the debt it took as a
+ * {grant_id: null} piece (as a request's do), so both are accepted.
+ */
+function expectRevocationAnswer(outcome: Outcome, org: OrgState, v: Revocation, replayed: boolean): Check {
+  const answer = revocationAnswer(org, v, replayed) as Record<string, Json>
+  const withPiece = { ...answer, allocations: [...(answer.allocations as Json[]), { grant_id: null, amount: v.overage }] }
+  return v.overage > 0 ? expectAnswer(outcome, answer, withPiece) : expectAnswer(outcome, answer)
+}
+
+/**
+ * set_overage_limit's answer: available and the flag as the balance row has them, which may
+ * still count grants past their expiry that nothing has settled (any subset of them).
+ */
+function expectOverageAnswer(outcome: Outcome, state: State, org: OrgState, now: Micros): Check {
+  const names = Object.values(state.operations).flatMap((o) => (o.price === null ? [] : [o.name]))
+  const live = org.grants.filter((g) => isSpendable(g, now))
+  const alternatives = subsets(unsettled(org, now)).map((counted): Json => {
+    const rows = [...live, ...counted]
+    return {
+      org_id: org.id,
+      overage_limit: org.overageLimit,
+      overage: org.overage,
+      available: rows.reduce((sum, g) => sum + g.remaining, 0) - org.overage,
+      has_usage_credits: flagOf(rows, names, org.overage, org.overageLimit),
+    }
+  })
+  return expectAnswer(outcome, ...alternatives)
 }
 
 function findGrant(org: OrgState, source: string, ref: string): Grant | undefined {
@@ -466,12 +637,12 @@ export function releaseStaleHolds(state: State, orgIndex: number, now: Micros): 
     .sort((a, b) => (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : 0))
   for (const r of stale) {
     settleDue(org, now)
-    const back = returnToGrants(org, r.allocations, r.reserved)
+    const back = returnCredits(org, r.allocations, r.reserved)
     org.held -= r.reserved
     r.allocations = back.kept
     r.status = 'expired'
     r.charged = 0
-    r.balanceAfter = spendable(org, now)
+    r.balanceAfter = netAvailable(org, now)
   }
 }
 
@@ -486,10 +657,30 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
   switch (op.t) {
     case 'grant': {
       const org = state.orgs[op.org]!
-      if (op.amount < 1) return expectError(outcome, '22023', 'invalid_amount')
+      const malformed = (names: Array<string | null>) => names.length === 0 || names.length > 100 || names.some((n) => n === null || !OPERATION_FORMAT.test(n))
+      if (op.amount < 1) {
+        // Two bad parameters: either may be named first.
+        const refused = expectError(outcome, '22023', 'invalid_amount')
+        if (refused.length === 0 || op.operations === null || !malformed(operationNames(state, op.operations))) return refused
+        return expectError(outcome, '22023', 'invalid_operations')
+      }
+      let operations: string[] | null = null
+      if (op.operations !== null) {
+        const names = operationNames(state, op.operations)
+        if (malformed(names)) return expectError(outcome, '22023', 'invalid_operations')
+        operations = [...new Set(names as string[])].sort()
+        const priced = new Set(Object.values(state.operations).flatMap((o) => (o.price === null ? [] : [o.name])))
+        const unknown = operations.filter((n) => !priced.has(n))
+        if (unknown.length > 0) {
+          // Looked up in the price list: before or after the replay check, both are fair.
+          const refused = expectError(outcome, 'PT404', 'unknown_operation', { operations: unknown })
+          if (refused.length === 0 || !findGrant(org, op.source, op.ref)) return refused
+          return expectError(outcome, 'PT409', 'idempotency_conflict')
+        }
+      }
       const existing = findGrant(org, op.source, op.ref)
       if (existing) {
-        if (existing.amount !== op.amount) return expectError(outcome, 'PT409', 'idempotency_conflict')
+        if (existing.amount !== op.amount || !isDeepStrictEqual(existing.operations, operations)) return expectError(outcome, 'PT409', 'idempotency_conflict')
         return expectGrantAnswer(outcome, org, existing, true, now, false)
       }
       const expiresAt = call.expiresAt ?? null
@@ -506,11 +697,14 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
         revokedAmount: 0,
         status: op.pending ? 'pending' : 'active',
         wasPending: op.pending,
+        operations,
+        overageRepaid: 0,
         priority: op.priority,
         expiresAt,
         createdAt: row.created_at,
       }
       org.grants.push(g)
+      payDebt(org, g)
       return expectGrantAnswer(outcome, org, g, false, now, false)
     }
 
@@ -523,7 +717,9 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
         return expectError(outcome, 'PT409', 'grant_not_pending')
       }
       g.status = 'active'
-      // README: a grant whose expiry passed while it was pending is credited and expired at once.
+      // Credited: an unscoped grant pays the debt first. README: a grant whose expiry passed
+      // while it was pending is credited and expired at once.
+      payDebt(org, g)
       settleDue(org, now)
       return expectGrantAnswer(outcome, org, g, false, now, true)
     }
@@ -557,10 +753,27 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
       if (price === null) return expectError(outcome, 'PT404', 'unknown_operation')
       const cost = price * op.quantity
       // README: a charge expires the org's due grants first, so the balance it reports and refuses
-      // on is the spendable one.
-      const before = spendable(org, now)
-      if (before < cost) return expectError(outcome, 'PT402', 'insufficient_credits', { required: cost, available: before })
-      const allocations = burn(org, cost, now)
+      // on is the spendable one. It may use the grants covering its operation, net of the debt,
+      // and the overage limit beyond that.
+      const before = netAvailable(org, now)
+      const usable = covering(org, operation, now)
+      if (cost > usable - org.overage + org.overageLimit) {
+        return expectError(outcome, 'PT402', 'insufficient_credits', {
+          required: cost,
+          available: usable - org.overage,
+          operation,
+          quantity: op.quantity,
+          overage: org.overage,
+          overage_limit: org.overageLimit,
+        })
+      }
+      const fromGrants = Math.min(cost, usable)
+      const debt = cost - fromGrants
+      const allocations = burn(org, fromGrants, now, operation)
+      if (debt > 0) {
+        allocations.push({ grantId: null, amount: debt })
+        org.overage += debt
+      }
       let holdExpiresAt: Micros | null = null
       const problems: Check = []
       if (op.t === 'reserve') {
@@ -583,6 +796,7 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
         allocations,
         balanceBefore: before,
         balanceAfter: before - cost,
+        overage: debt,
         holdExpiresAt,
         firstAnswer: null,
       }
@@ -605,12 +819,12 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
       if (r.status !== 'held' && r.status !== 'expired') return expectError(outcome, 'PT409', 'hold_not_active')
       if (r.status === 'expired' || isStale(r, now)) return expectError(outcome, 'PT409', 'hold_expired')
       settleDue(org, now)
-      const back = returnToGrants(org, r.allocations, r.reserved - charge)
+      const back = returnCredits(org, r.allocations, r.reserved - charge)
       org.held -= r.reserved
       r.allocations = back.kept
       r.status = 'captured'
       r.charged = charge
-      r.balanceAfter = spendable(org, now)
+      r.balanceAfter = netAvailable(org, now)
       return expectAnswer(outcome, requestAnswer(org, r, false))
     }
 
@@ -623,11 +837,11 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
       if (r.status === 'released' || r.status === 'expired') return expectAnswer(outcome, requestAnswer(org, r, true))
       if (r.status !== 'held') return expectError(outcome, 'PT409', 'hold_not_active')
       settleDue(org, now)
-      const back = returnToGrants(org, r.allocations, r.reserved)
+      const back = returnCredits(org, r.allocations, r.reserved)
       org.held -= r.reserved
       r.allocations = back.kept
       r.status = 'released'
-      r.balanceAfter = spendable(org, now)
+      r.balanceAfter = netAvailable(org, now)
       return expectAnswer(outcome, requestAnswer(org, r, false))
     }
 
@@ -638,15 +852,23 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
       if (r.status === 'refunded') return expectAnswer(outcome, requestAnswer(org, r, true))
       if ((r.status !== 'charged' && r.status !== 'captured') || r.charged === 0) return expectError(outcome, 'PT409', 'not_refundable')
       settleDue(org, now)
-      const back = returnToGrants(org, r.allocations, r.charged)
+      const back = returnCredits(org, r.allocations, r.charged)
       const problems: Check = []
       if (back.expired > 0) {
         // README: credits whose grant has expired come back as a new grant (source refund,
-        // priority 0, expiring 7 days after the refund).
+        // priority 0, expiring 7 days after the refund). Its scope is not specified beyond that:
+        // any operation, or the scope of the expired grant(s) the credits went to (read from the
+        // row, checked to be one of those). Spendable on anything, it pays the debt first.
         const row = observedGrant(ctx, op.org, 'refund', op.rid)
         if (!row) return [`refund ${op.rid}: ${back.expired} credits of expired grants should come back as a refund grant; none in credit_grants`]
         problems.push(...within(`refund grant ${op.rid}.expires_at`, row.expires_at, ctx.startedAt + REFUND_GRANT_LIFETIME, ctx.endedAt + REFUND_GRANT_LIFETIME))
-        org.grants.push({
+        const scopes = back.expiredScopes.map((x) => x.operations)
+        const union = scopes.includes(null) ? null : [...new Set(scopes.flatMap((x) => x!))].sort()
+        const allowed = [null, union, ...scopes]
+        if (!allowed.some((a) => isDeepStrictEqual(a, row.operations))) {
+          problems.push(`refund grant ${op.rid}: operations ${show(row.operations)}, expected one of ${show(allowed)}`)
+        }
+        const g: Grant = {
           id: row.id,
           source: 'refund',
           externalRef: op.rid,
@@ -656,15 +878,19 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
           revokedAmount: 0,
           status: 'active',
           wasPending: false,
+          operations: row.operations,
+          overageRepaid: 0,
           priority: 0,
           expiresAt: row.expires_at,
           createdAt: row.created_at,
-        })
+        }
+        org.grants.push(g)
+        payDebt(org, g)
       }
       r.allocations = back.kept
       r.status = 'refunded'
       r.refunded = r.charged
-      r.balanceAfter = spendable(org, now)
+      r.balanceAfter = netAvailable(org, now)
       return [...problems, ...expectAnswer(outcome, requestAnswer(org, r, false))]
     }
 
@@ -675,33 +901,47 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
       const existing = org.revocations[op.ref]
       if (existing) {
         if (existing.amount !== op.amount || existing.grantId !== grantId) return expectError(outcome, 'PT409', 'idempotency_conflict')
-        return expectAnswer(outcome, revocationAnswer(org, existing, true))
+        return expectRevocationAnswer(outcome, org, existing, true)
       }
       const named = grantId === null ? undefined : org.grants.find((g) => g.id === grantId)
       if (grantId !== null && !named) return expectError(outcome, 'PT404', 'unknown_grant')
       settleDue(org, now)
       let allocations: Allocation[]
+      let debt = 0
       if (!named) {
-        allocations = burn(org, Math.min(op.amount, spendable(org, now)), now)
+        // Burn-down order over every grant whatever its scope, then as debt up to the overage room.
+        allocations = burn(org, Math.min(op.amount, spendable(org, now)), now, null)
+        const fromGrants = allocations.reduce((sum, a) => sum + a.amount, 0)
+        debt = Math.min(op.amount - fromGrants, Math.max(0, org.overageLimit - org.overage))
+        org.overage += debt
       } else {
         const take = named.status === 'active' ? Math.min(op.amount, named.remaining) : 0
         named.remaining -= take
         allocations = take > 0 ? [{ grantId: named.id, amount: take }] : []
       }
       for (const a of allocations) org.grants.find((g) => g.id === a.grantId)!.revokedAmount += a.amount
-      const revoked = allocations.reduce((sum, a) => sum + a.amount, 0)
+      const revoked = allocations.reduce((sum, a) => sum + a.amount, 0) + debt
       const v: Revocation = {
         externalRef: op.ref,
         amount: op.amount,
         grantId,
         reason: 'model',
         revoked,
+        overage: debt,
         shortfall: op.amount - revoked,
         allocations,
-        balanceAfter: spendable(org, now),
+        balanceAfter: netAvailable(org, now),
       }
       org.revocations[op.ref] = v
-      return expectAnswer(outcome, revocationAnswer(org, v, false))
+      return expectRevocationAnswer(outcome, org, v, false)
+    }
+
+    case 'overageLimit': {
+      if (op.limit < 0 || op.limit > 1e12) return expectError(outcome, '22023', 'invalid_limit')
+      if (op.unknownOrg) return expectError(outcome, 'PT404', 'unknown_org')
+      const org = state.orgs[op.org]!
+      org.overageLimit = op.limit
+      return expectOverageAnswer(outcome, state, org, now)
     }
 
     case 'expireGrants': {
@@ -744,6 +984,8 @@ export function compareWithDatabase(state: State, ctx: StepContext): { problems:
         status: g.status,
         expired_amount: g.expiredAmount,
         revoked_amount: g.revokedAmount,
+        operations: g.operations,
+        overage_repaid: g.overageRepaid,
         priority: g.priority,
         expires_at: g.expiresAt,
       }
@@ -753,6 +995,8 @@ export function compareWithDatabase(state: State, ctx: StepContext): { problems:
         status: row.status,
         expired_amount: row.expired_amount,
         revoked_amount: row.revoked_amount,
+        operations: row.operations,
+        overage_repaid: row.overage_repaid,
         priority: row.priority,
         expires_at: row.expires_at,
       }
@@ -782,6 +1026,8 @@ export function compareWithDatabase(state: State, ctx: StepContext): { problems:
         balance_before: r.balanceBefore,
         balance_after: r.balanceAfter,
         hold_expires_at: r.holdExpiresAt,
+        // Where its credits still are; the debt piece, if any, last.
+        allocations: r.allocations.map((a) => ({ grant_id: a.grantId, amount: a.amount })),
       }
       if (!row) {
         problems.push(`${where} request ${r.requestId}: missing from credit_requests (expected ${show(expected)})`)
@@ -797,7 +1043,7 @@ export function compareWithDatabase(state: State, ctx: StepContext): { problems:
     const revocationRows = snapshot.revocations.filter((v) => v.org === i)
     for (const v of Object.values(org.revocations)) {
       const row = revocationRows.find((x) => x.external_ref === v.externalRef)
-      const expected = { amount: v.amount, grant_id: v.grantId, revoked: v.revoked, shortfall: v.shortfall }
+      const expected = { amount: v.amount, grant_id: v.grantId, revoked: v.revoked, overage: v.overage, shortfall: v.shortfall }
       if (!row) {
         problems.push(`${where} revocation ${v.externalRef}: missing (expected ${show(expected)})`)
         continue
@@ -808,18 +1054,23 @@ export function compareWithDatabase(state: State, ctx: StepContext): { problems:
     for (const row of revocationRows) {
       if (!org.revocations[row.external_ref]) problems.push(`${where}: unexpected revocation ${show(row)}`)
     }
-    // Balances: the row is the sum of its active grants (due ones still unsettled included), the
-    // ledger sums to the row, held is the open holds, the flag follows available, and the
+    // Balances: the row is the sum of its active grants (due ones still unsettled included) net
+    // of the debt, the ledger sums to the row (amounts, held, overage), held is the open holds,
+    // the flag says whether some operation can still be paid for (overage included), and the
     // member's balance is what can be spent.
     const heldByRequests = Object.values(org.requests).reduce((sum, r) => sum + (r.status === 'held' ? r.reserved : 0), 0)
     if (heldByRequests !== org.held) problems.push(`model: o${i} held ${org.held} but its holds reserve ${heldByRequests}`)
     const activeRemaining = rows.reduce((sum, g) => sum + (g.status === 'active' ? g.remaining : 0), 0)
+    const names = Object.values(state.operations).flatMap((o) => (o.price === null ? [] : [o.name]))
     const want = {
-      available: activeRemaining,
+      available: activeRemaining - org.overage,
       held: org.held,
-      flag: activeRemaining > 0,
-      ledger_amount: activeRemaining,
+      overage: org.overage,
+      overage_limit: org.overageLimit,
+      flag: flagOf(rows, names, org.overage, org.overageLimit),
+      ledger_amount: activeRemaining - org.overage,
       ledger_held: org.held,
+      ledger_overage: org.overage,
     }
     const { balance, ...gotBalance } = db
     if (!isDeepStrictEqual(gotBalance, want)) problems.push(`${where} balance row / ledger sums: expected ${show(want)}, got ${show(gotBalance)}`)
@@ -830,11 +1081,46 @@ export function compareWithDatabase(state: State, ctx: StepContext): { problems:
         if (g.expiresAt === acc.at) return { at: acc.at, amount: acc.amount! + g.remaining }
         return acc
       }, { at: null, amount: null })
-    const wantBalance = { org_id: org.id, available: spendable(org, now), held: org.held, next_expiry_at: next.at, next_expiry_amount: next.amount, scheduled: 0, next_start_at: null, next_start_amount: null }
-    const gotMember = normalise(balance)
+    const wantBalance = {
+      org_id: org.id,
+      available: netAvailable(org, now),
+      held: org.held,
+      next_expiry_at: next.at,
+      next_expiry_amount: next.amount,
+      scheduled: 0,
+      next_start_at: null,
+      next_start_amount: null,
+      overage: org.overage,
+      overage_limit: org.overageLimit,
+      scopes: scopesOf(org, now),
+    }
+    const gotMember = normalise(balance) as Record<string, Json>
+    // A scope whose grants have nothing left may be listed with 0 or left out.
+    if (Array.isArray(gotMember.scopes)) gotMember.scopes = gotMember.scopes.filter((x) => (x as { available?: Json }).available !== 0)
     if (!isDeepStrictEqual(gotMember, wantBalance)) problems.push(`${where} get_credit_balance: expected ${show(wantBalance)}, got ${show(gotMember)}`)
   })
   return { problems, settled }
+}
+
+/**
+ * get_credit_balance's scopes: spendable credits by operation set, the unscoped group first,
+ * then by operations (as PostgreSQL orders text[]: element by element, a prefix first).
+ */
+function scopesOf(org: OrgState, now: Micros): Json[] {
+  const groups = new Map<string, { operations: string[] | null; available: number }>()
+  for (const g of org.grants) {
+    if (!isSpendable(g, now)) continue
+    const key = JSON.stringify(g.operations)
+    const group = groups.get(key) ?? { operations: g.operations, available: 0 }
+    group.available += g.remaining
+    groups.set(key, group)
+  }
+  const order = (a: string[] | null, b: string[] | null): number => {
+    if (a === null || b === null) return a === b ? 0 : a === null ? -1 : 1
+    for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i]! < b[i]! ? -1 : 1
+    return a.length - b.length
+  }
+  return [...groups.values()].sort((a, b) => order(a.operations, b.operations)).map((x) => ({ operations: x.operations, available: x.available }))
 }
 
 /** The model follows the rows of due grants that something (pg_cron, a charge) has settled. */
