@@ -262,7 +262,7 @@ describe('@tollgate/client error mapping', () => {
     expect({ details: garbled.details, raw: garbled.rawDetails, required: garbled.required }).toEqual({ details: {}, raw: 'not json', required: Number.NaN })
   })
 
-  it('InsufficientCreditsError carries the overage figures of its details (NaN when absent)', () => {
+  it('InsufficientCreditsError carries the overage figures of its details (0 when absent)', () => {
     const details = JSON.stringify({ required: 12, available: -4, operation: 'x', quantity: 6, overage: 4, overage_limit: 10 })
     const error = toTollgateError({ code: 'PT402', message: 'insufficient_credits', details }, 402) as InsufficientCreditsError
     expect(error).toBeInstanceOf(InsufficientCreditsError)
@@ -276,8 +276,8 @@ describe('@tollgate/client error mapping', () => {
     expect({ required: older.required, available: older.available, overage: older.overage, overageLimit: older.overageLimit }).toEqual({
       required: 3,
       available: 1,
-      overage: Number.NaN,
-      overageLimit: Number.NaN,
+      overage: 0,
+      overageLimit: 0,
     })
   })
 

@@ -319,7 +319,7 @@ select
   (select coalesce(jsonb_agg(jsonb_build_object('org', o.idx, 'id', g.id, 'source', g.source, 'external_ref', g.external_ref,
             'amount', g.amount, 'remaining', g.remaining, 'status', g.status, 'expired_amount', g.expired_amount,
             'revoked_amount', g.revoked_amount, 'operations', g.operations, 'overage_repaid', g.overage_repaid, 'priority', g.priority,
-            'expires_at', ${micros('g.expires_at')}, 'created_at', ${micros('g.created_at')})), '[]')
+            'expires_at', ${micros('g.expires_at')}, 'created_at', ${micros('g.created_at')}, 'activated_at', ${micros('g.activated_at')})), '[]')
      from o join public.credit_grants g on g.org_id = o.org_id) as grants,
   (select coalesce(jsonb_agg(jsonb_build_object('org', o.idx, 'request_id', r.request_id, 'kind', r.kind, 'operation', r.operation,
             'quantity', r.quantity, 'status', r.status, 'charged', r.charged, 'reserved', r.reserved, 'refunded', r.refunded,

@@ -62,6 +62,8 @@ export interface Grant {
   operations: string[] | null
   /** Credits of this grant that paid the org's debt when it was credited (not in remaining). */
   overageRepaid: number
+  /** When it was credited (read from the row): credits of a repaid debt go back to the newest first. */
+  activatedAt: Micros | null
   priority: number
   expiresAt: Micros | null
   createdAt: Micros
@@ -237,6 +239,7 @@ export interface DbGrant {
   priority: number
   expires_at: Micros | null
   created_at: Micros
+  activated_at: Micros | null
 }
 
 export interface DbRequest {
@@ -409,11 +412,15 @@ function burn(org: OrgState, amount: number, now: Micros, operation: string | nu
   return allocations
 }
 
-/** Newest first: the grants whose credits paid the debt, for credits of a debt piece that come back. */
+/**
+ * The grants whose credits paid the debt, the last credited first (then the newest, then by id
+ * descending): where credits of a debt piece go back once the debt is repaid.
+ */
 function repayers(org: OrgState): Grant[] {
-  return org.grants.filter((g) => g.overageRepaid > 0).sort((a, b) => -burnOrderByAge(a, b))
+  const newest = (a: Grant, b: Grant): number =>
+    (b.activatedAt ?? -Infinity) - (a.activatedAt ?? -Infinity) || b.createdAt - a.createdAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0)
+  return org.grants.filter((g) => g.overageRepaid > 0).sort(newest)
 }
-const burnOrderByAge = (a: Grant, b: Grant): number => (a.createdAt !== b.createdAt ? a.createdAt - b.createdAt : a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
 
 interface Returned {
   kept: Allocation[]
@@ -486,7 +493,9 @@ function requestAnswer(org: OrgState, r: Request, replayed: boolean): Json {
   if (r.holdExpiresAt !== null) answer.hold_expires_at = r.holdExpiresAt
   answer.balance_before = r.balanceBefore
   answer.balance_after = r.balanceAfter
-  if (r.overage > 0) answer.overage = r.overage
+  // The part of what is charged or held that is debt: the debt piece as it stands.
+  const debt = r.allocations.find((a) => a.grantId === null)?.amount ?? 0
+  if (debt > 0) answer.overage = debt
   answer.replayed = replayed
   return answer
 }
@@ -504,6 +513,7 @@ function grantAnswer(org: OrgState, g: Grant, replayed: boolean, balanceAfter: n
     expires_at: g.expiresAt,
     effective_at: null,
     operations: g.operations,
+    overage_repaid: g.overageRepaid,
     balance_after: balanceAfter,
     replayed,
   }
@@ -516,11 +526,11 @@ function revocationAnswer(org: OrgState, v: Revocation, replayed: boolean): Json
     amount: v.amount,
     grant_id: v.grantId,
     revoked: v.revoked,
-    overage: v.overage,
     shortfall: v.shortfall,
     allocations: v.allocations.map((a) => ({ grant_id: a.grantId, amount: a.amount })),
     balance_after: v.balanceAfter,
     replayed,
+    ...(v.overage > 0 ? { overage: v.overage } : {}),
   }
 }
 
@@ -699,6 +709,7 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
         wasPending: op.pending,
         operations,
         overageRepaid: 0,
+        activatedAt: op.pending ? null : row.activated_at,
         priority: op.priority,
         expiresAt,
         createdAt: row.created_at,
@@ -717,11 +728,12 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
         return expectError(outcome, 'PT409', 'grant_not_pending')
       }
       g.status = 'active'
+      g.activatedAt = ctx.snapshot.grants.find((x) => x.id === g.id)?.activated_at ?? null
       // Credited: an unscoped grant pays the debt first. README: a grant whose expiry passed
       // while it was pending is credited and expired at once.
       payDebt(org, g)
       settleDue(org, now)
-      return expectGrantAnswer(outcome, org, g, false, now, true)
+      return [...within(`${g.source}:${g.externalRef}.activated_at`, g.activatedAt, ctx.startedAt, ctx.endedAt), ...expectGrantAnswer(outcome, org, g, false, now, true)]
     }
 
     case 'void': {
@@ -858,7 +870,8 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
         // README: credits whose grant has expired come back as a new grant (source refund,
         // priority 0, expiring 7 days after the refund). Its scope is not specified beyond that:
         // any operation, or the scope of the expired grant(s) the credits went to (read from the
-        // row, checked to be one of those). Spendable on anything, it pays the debt first.
+        // row, checked to be one of those). It gives the request's own credits back: not one of
+        // the ways a grant is credited that pay the debt (insert, activation, start, checkout).
         const row = observedGrant(ctx, op.org, 'refund', op.rid)
         if (!row) return [`refund ${op.rid}: ${back.expired} credits of expired grants should come back as a refund grant; none in credit_grants`]
         problems.push(...within(`refund grant ${op.rid}.expires_at`, row.expires_at, ctx.startedAt + REFUND_GRANT_LIFETIME, ctx.endedAt + REFUND_GRANT_LIFETIME))
@@ -880,12 +893,12 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
           wasPending: false,
           operations: row.operations,
           overageRepaid: 0,
+          activatedAt: row.activated_at,
           priority: 0,
           expiresAt: row.expires_at,
           createdAt: row.created_at,
         }
         org.grants.push(g)
-        payDebt(org, g)
       }
       r.allocations = back.kept
       r.status = 'refunded'

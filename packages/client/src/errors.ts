@@ -56,7 +56,8 @@ export class TollgateError extends Error {
 
 /**
  * PT402 `insufficient_credits`: nothing was written. The call needed more than
- * `available + overageLimit`. Each figure is NaN when the answer does not carry it.
+ * `available + overageLimit`. `required` and `available` are NaN when the answer does not carry
+ * them; `overage` and `overageLimit` are 0 then (an org with neither a debt nor a limit).
  */
 export class InsufficientCreditsError extends TollgateError {
   /** Credits the call needed (price × quantity). */
@@ -75,8 +76,8 @@ export class InsufficientCreditsError extends TollgateError {
     const figure = (key: string): number => Number(this.details[key] ?? Number.NaN)
     this.required = figure('required')
     this.available = figure('available')
-    this.overage = figure('overage')
-    this.overageLimit = figure('overage_limit')
+    this.overage = Number(this.details.overage ?? 0)
+    this.overageLimit = Number(this.details.overage_limit ?? 0)
   }
 }
 
