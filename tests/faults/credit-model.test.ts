@@ -485,7 +485,12 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     arbitrary: fc.record({
       t: fc.constant('grant' as const),
       org,
-      amount: fc.oneof({ weight: 20, arbitrary: fc.integer({ min: 1, max: 100 }) }, { weight: 1, arbitrary: fc.constant(0) }),
+      // Small grants too, so that orgs run out and go into overage.
+      amount: fc.oneof(
+        { weight: 12, arbitrary: fc.integer({ min: 1, max: 100 }) },
+        { weight: 8, arbitrary: fc.integer({ min: 1, max: 20 }) },
+        { weight: 1, arbitrary: fc.constant(0) },
+      ),
       source,
       ref: grantRef,
       expiresInHours: fc.oneof(
@@ -499,7 +504,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     }),
   },
   {
-    weight: 2,
+    weight: 3,
     arbitrary: fc.record({
       t: fc.constant('overageLimit' as const),
       org,
@@ -545,7 +550,12 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     arbitrary: fc.record({
       t: fc.constant('revoke' as const),
       org,
-      amount: fc.oneof({ weight: 20, arbitrary: fc.integer({ min: 1, max: 30 }) }, { weight: 1, arbitrary: fc.constant(0) }),
+      // Large ones too: beyond the grants, into the overage room.
+      amount: fc.oneof(
+        { weight: 14, arbitrary: fc.integer({ min: 1, max: 30 }) },
+        { weight: 6, arbitrary: fc.integer({ min: 31, max: 150 }) },
+        { weight: 1, arbitrary: fc.constant(0) },
+      ),
       ref: fc.constantFrom('v0', 'v1', 'v2', 'v3'),
       grant: fc.oneof(
         { weight: 4, arbitrary: fc.constant(null) },
@@ -605,6 +615,8 @@ function covered(state: State): string[] {
     ['debt repaid by an activated pending grant', grants.some((g) => g.overageRepaid > 0 && g.wasPending)],
     ['a revocation into overage', revocations.some((v) => v.overage > 0)],
     ['an org still in debt', state.orgs.some((o) => o.overage > 0)],
+    ['a debt above the limit with scoped credits left (the flag from the grants)', state.orgs.some((o) => o.overage > o.overageLimit && o.grants.some((g) => g.operations !== null && g.status === 'active' && g.remaining > 0))],
+    ...state.reached.map((what): [string, boolean] => [what, true]),
   ]
   return found.filter(([, yes]) => yes).map(([what]) => what)
 }
@@ -627,7 +639,7 @@ async function newRun(): Promise<{ model: ModelBox; real: Run }> {
   const jwt = await userJwt(userId, env.SUPABASE_JWT_SECRET)
   const real: Run = { orgIds, userId, userRest: createClient(env.SUPABASE_URL, env.SUPABASE_ANON_KEY, supabaseOptions(jwt)), steps: 0 }
   const model: ModelBox = {
-    state: { orgs: orgIds.map((id) => ({ id, held: 0, overage: 0, overageLimit: 0, grants: [], requests: {}, revocations: {} })), operations },
+    state: { orgs: orgIds.map((id) => ({ id, held: 0, overage: 0, overageLimit: 0, grants: [], requests: {}, revocations: {} })), operations, reached: [] },
   }
   // The fresh orgs are empty, with their balance rows, and the user is a member of each.
   const at = nowMicros()

@@ -118,6 +118,8 @@ export interface State {
   orgs: OrgState[]
   /** The run's operations by their short name: the name in credit_prices and the price (null: none). */
   operations: Record<string, { name: string; price: number | null }>
+  /** Rules the sequence has exercised that its final state does not show (for the coverage report). */
+  reached: string[]
 }
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
@@ -385,6 +387,10 @@ function settleDue(org: OrgState, now: Micros): void {
   }
 }
 
+function note(reached: string[], what: string): void {
+  if (!reached.includes(what)) reached.push(what)
+}
+
 /** A newly credited grant that can be spent on anything pays the org's debt first. */
 function payDebt(org: OrgState, g: Grant): void {
   if (g.operations !== null || g.status !== 'active') return
@@ -437,7 +443,7 @@ interface Returned {
  * lowers the debt, and what later grants already repaid goes back to them; grant pieces go back
  * to their grants. Live grants take their credits back; expired ones record them as expired.
  */
-function returnCredits(org: OrgState, allocations: Allocation[], amount: number): Returned {
+function returnCredits(org: OrgState, allocations: Allocation[], amount: number, reached: string[]): Returned {
   let left = amount
   let live = 0
   let expired = 0
@@ -467,6 +473,7 @@ function returnCredits(org: OrgState, allocations: Allocation[], amount: number)
         g.overageRepaid -= back
         give(g, back)
         rest -= back
+        note(reached, `credits of a repaid debt back to ${g.status === 'active' ? 'the' : 'an expired'} grant that repaid it`)
       }
       if (rest !== 0) throw new Error(`model: ${rest} credits of a debt piece neither owed nor repaid`)
     } else {
@@ -647,7 +654,7 @@ export function releaseStaleHolds(state: State, orgIndex: number, now: Micros): 
     .sort((a, b) => (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : 0))
   for (const r of stale) {
     settleDue(org, now)
-    const back = returnCredits(org, r.allocations, r.reserved)
+    const back = returnCredits(org, r.allocations, r.reserved, state.reached)
     org.held -= r.reserved
     r.allocations = back.kept
     r.status = 'expired'
@@ -831,7 +838,7 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
       if (r.status !== 'held' && r.status !== 'expired') return expectError(outcome, 'PT409', 'hold_not_active')
       if (r.status === 'expired' || isStale(r, now)) return expectError(outcome, 'PT409', 'hold_expired')
       settleDue(org, now)
-      const back = returnCredits(org, r.allocations, r.reserved - charge)
+      const back = returnCredits(org, r.allocations, r.reserved - charge, state.reached)
       org.held -= r.reserved
       r.allocations = back.kept
       r.status = 'captured'
@@ -849,7 +856,7 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
       if (r.status === 'released' || r.status === 'expired') return expectAnswer(outcome, requestAnswer(org, r, true))
       if (r.status !== 'held') return expectError(outcome, 'PT409', 'hold_not_active')
       settleDue(org, now)
-      const back = returnCredits(org, r.allocations, r.reserved)
+      const back = returnCredits(org, r.allocations, r.reserved, state.reached)
       org.held -= r.reserved
       r.allocations = back.kept
       r.status = 'released'
@@ -864,7 +871,7 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
       if (r.status === 'refunded') return expectAnswer(outcome, requestAnswer(org, r, true))
       if ((r.status !== 'charged' && r.status !== 'captured') || r.charged === 0) return expectError(outcome, 'PT409', 'not_refundable')
       settleDue(org, now)
-      const back = returnCredits(org, r.allocations, r.charged)
+      const back = returnCredits(org, r.allocations, r.charged, state.reached)
       const problems: Check = []
       if (back.expired > 0) {
         // README: credits whose grant has expired come back as a new grant (source refund,
@@ -953,6 +960,7 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
       if (op.limit < 0 || op.limit > 1e12) return expectError(outcome, '22023', 'invalid_limit')
       if (op.unknownOrg) return expectError(outcome, 'PT404', 'unknown_org')
       const org = state.orgs[op.org]!
+      if (op.limit < org.overage) note(state.reached, 'a limit set below the debt')
       org.overageLimit = op.limit
       return expectOverageAnswer(outcome, state, org, now)
     }
