@@ -182,6 +182,7 @@ select tests.clear_authentication();
 select is((select allocations from public.credit_requests where org_id = :'ann_org' and request_id = 'c-3'),
   jsonb_build_array(jsonb_build_object('grant_id', :'tv'::uuid, 'amount', 20), jsonb_build_object('grant_id', :'u1'::uuid, 'amount', 5)),
   'sc_txt takes tv, then skips img2 (sc_img only) for u1');
+select tests.authenticate_as(:'ann');
 select is((public.consume_credits('sc_txt', 'c-3', 25) ->> 'replayed')::boolean, true, 'a replay of a scoped charge replays');
 select is((select count(*)::int from public.credit_ledger where org_id = :'ann_org' and request_id = 'c-3'), 1, 'and charges once');
 -- Left: tv 0, img2 20, u1 95 (115).
@@ -189,6 +190,7 @@ select tests.authenticate_as(:'ann');
 select is(jsonb_path_query_array(public.get_credit_balance() -> 'scopes', '$[*] ? (@.available != 0)'),
   '[{"operations": null, "available": 95}, {"operations": ["sc_img"], "available": 20}]'::jsonb,
   'the scopes follow the burn-down');
+select tests.clear_authentication();
 select is(public.reconcile_credits(), 0, 'reconcile_credits: no discrepancy after scoped charges');
 
 -- Holds, captures, releases, refunds: back to the grants the credits came from ----------------------
@@ -222,6 +224,7 @@ select tests.authenticate_as(:'ann');
 select is(jsonb_path_query_array(public.get_credit_balance() -> 'scopes', '$[*] ? (@.available != 0)'),
   '[{"operations": null, "available": 100}, {"operations": ["sc_img"], "available": 10}, {"operations": ["sc_txt", "sc_vid"], "available": 20}]'::jsonb,
   'the refunded credits are back in their scope');
+select tests.clear_authentication();
 select is(public.reconcile_credits(), 0, 'reconcile_credits: no discrepancy after holds, captures, releases and refunds');
 
 -- Scopes: grouping, order, what is left out ---------------------------------------------------------
