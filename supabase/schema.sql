@@ -63,7 +63,7 @@ begin
   loop
     -- One grant at a time, in start order: the last one started is the alerts' reference.
     update public.credit_grants set status = 'active', activated_at = now() where id = v_grant.id;
-    perform private.apply_balance_change(p_org_id, 'grant', v_grant.amount, 0, null, v_grant.id,
+    perform private.credit_grant(v_grant.id,
       jsonb_build_object('source', v_grant.source, 'external_ref', v_grant.external_ref, 'effective_at', v_grant.effective_at));
     v_activated := v_activated || v_grant.id;
   end loop;
@@ -145,11 +145,15 @@ CREATE TABLE public.credit_balances (
     alert_grant_id uuid,
     alert_grant_amount bigint,
     alert_threshold_next smallint,
+    overage bigint DEFAULT 0 NOT NULL,
+    overage_limit bigint DEFAULT 0 NOT NULL,
     CONSTRAINT credit_balances_alert_grant_amount_check CHECK ((alert_grant_amount > 0)),
     CONSTRAINT credit_balances_alert_threshold_next_check CHECK ((alert_threshold_next = ANY (ARRAY[50, 75, 90, 100]))),
     CONSTRAINT credit_balances_auto_topup_threshold_check CHECK ((auto_topup_threshold > 0)),
-    CONSTRAINT credit_balances_available_check CHECK ((available >= 0)),
-    CONSTRAINT credit_balances_held_check CHECK ((held >= 0))
+    CONSTRAINT credit_balances_covered_check CHECK (((available + overage) >= 0)),
+    CONSTRAINT credit_balances_held_check CHECK ((held >= 0)),
+    CONSTRAINT credit_balances_overage_check CHECK ((overage >= 0)),
+    CONSTRAINT credit_balances_overage_limit_check CHECK (((overage_limit >= 0) AND (overage_limit <= '1000000000000'::bigint)))
 )
 WITH (fillfactor='50');
 
@@ -162,10 +166,31 @@ COMMENT ON TABLE public.credit_balances IS 'One row per org, changed in the same
 
 
 --
--- Name: apply_balance_change(uuid, text, bigint, bigint, text, uuid, jsonb); Type: FUNCTION; Schema: private; Owner: -
+-- Name: COLUMN credit_balances.available; Type: COMMENT; Schema: public; Owner: -
 --
 
-CREATE FUNCTION private.apply_balance_change(p_org_id uuid, p_kind text, p_amount bigint, p_held_delta bigint DEFAULT 0, p_request_id text DEFAULT NULL::text, p_grant_id uuid DEFAULT NULL::uuid, p_metadata jsonb DEFAULT '{}'::jsonb) RETURNS public.credit_balances
+COMMENT ON COLUMN public.credit_balances.available IS 'Spendable credits of active grants, net of the overage debt: below zero while the org is in overage.';
+
+
+--
+-- Name: COLUMN credit_balances.overage; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.credit_balances.overage IS 'Credits the org owes: charged beyond its grants within overage_limit; paid first by its next unscoped grant.';
+
+
+--
+-- Name: COLUMN credit_balances.overage_limit; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.credit_balances.overage_limit IS 'How far below zero available may go (set_overage_limit(), 0 by default).';
+
+
+--
+-- Name: apply_balance_change(uuid, text, bigint, bigint, text, uuid, jsonb, bigint); Type: FUNCTION; Schema: private; Owner: -
+--
+
+CREATE FUNCTION private.apply_balance_change(p_org_id uuid, p_kind text, p_amount bigint, p_held_delta bigint DEFAULT 0, p_request_id text DEFAULT NULL::text, p_grant_id uuid DEFAULT NULL::uuid, p_metadata jsonb DEFAULT '{}'::jsonb, p_overage_delta bigint DEFAULT 0) RETURNS public.credit_balances
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -181,13 +206,16 @@ begin
     update public.credit_balances b
     set available = b.available + p_amount,
         held = b.held + p_held_delta,
+        overage = b.overage + p_overage_delta,
         updated_at = now()
     where b.org_id = p_org_id
     returning b.*
   ),
   entry as (
-    insert into public.credit_ledger (org_id, kind, amount, held_delta, balance_after, held_after, request_id, grant_id, actor_user_id, actor_role, metadata)
-    select p_org_id, p_kind, p_amount, p_held_delta, c.available, c.held, p_request_id, p_grant_id,
+    insert into public.credit_ledger (org_id, kind, amount, held_delta, balance_after, held_after, overage_delta, overage_after,
+                                      request_id, grant_id, actor_user_id, actor_role, metadata)
+    select p_org_id, p_kind, p_amount, p_held_delta, c.available, c.held, p_overage_delta, c.overage,
+           p_request_id, p_grant_id,
            (v_claims ->> 'sub')::uuid, coalesce(v_claims ->> 'role', 'system'), coalesce(p_metadata, '{}')
     from changed c
   )
@@ -203,10 +231,10 @@ $$;
 
 
 --
--- Name: FUNCTION apply_balance_change(p_org_id uuid, p_kind text, p_amount bigint, p_held_delta bigint, p_request_id text, p_grant_id uuid, p_metadata jsonb); Type: COMMENT; Schema: private; Owner: -
+-- Name: FUNCTION apply_balance_change(p_org_id uuid, p_kind text, p_amount bigint, p_held_delta bigint, p_request_id text, p_grant_id uuid, p_metadata jsonb, p_overage_delta bigint); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.apply_balance_change(p_org_id uuid, p_kind text, p_amount bigint, p_held_delta bigint, p_request_id text, p_grant_id uuid, p_metadata jsonb) IS 'Changes a locked balance and appends the matching ledger entry in one statement; the balance triggers see the ledger kind in tollgate.balance_change_kind. The only way a balance changes. Internal.';
+COMMENT ON FUNCTION private.apply_balance_change(p_org_id uuid, p_kind text, p_amount bigint, p_held_delta bigint, p_request_id text, p_grant_id uuid, p_metadata jsonb, p_overage_delta bigint) IS 'Changes a locked balance (available, held, overage debt) and appends the matching ledger entry in one statement; the balance triggers see the ledger kind in tollgate.balance_change_kind. The only way a balance changes. Internal.';
 
 
 --
@@ -229,10 +257,10 @@ COMMENT ON FUNCTION private.beat_replica_heartbeat() IS 'pg_cron (tollgate-repli
 
 
 --
--- Name: burn_grants(uuid, bigint); Type: FUNCTION; Schema: private; Owner: -
+-- Name: burn_grants(uuid, bigint, text); Type: FUNCTION; Schema: private; Owner: -
 --
 
-CREATE FUNCTION private.burn_grants(p_org_id uuid, p_amount bigint) RETURNS jsonb
+CREATE FUNCTION private.burn_grants(p_org_id uuid, p_amount bigint, p_operation text DEFAULT NULL::text) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -249,6 +277,7 @@ begin
     select g.id, g.remaining
     from public.credit_grants g
     where g.org_id = p_org_id and g.status = 'active' and g.remaining > 0
+      and (p_operation is null or g.operations is null or p_operation = any (g.operations))
     order by g.priority, g.expires_at, g.created_at, g.id
   loop
     v_take := least(v_grant.remaining, v_left);
@@ -258,7 +287,7 @@ begin
     exit when v_left = 0;
   end loop;
   if v_left > 0 then
-    -- available said yes but the grants cannot cover it: an invariant is broken. Refuse rather
+    -- The figures said yes but the grants cannot cover it: an invariant is broken. Refuse rather
     -- than overdraw; reconcile_credits() reports the org.
     perform private.fail('balance_out_of_sync', 'XX000', jsonb_build_object('org_id', p_org_id, 'missing', v_left),
       'available exceeds the grants'' remaining credits; run reconcile_credits()');
@@ -269,10 +298,10 @@ $$;
 
 
 --
--- Name: FUNCTION burn_grants(p_org_id uuid, p_amount bigint); Type: COMMENT; Schema: private; Owner: -
+-- Name: FUNCTION burn_grants(p_org_id uuid, p_amount bigint, p_operation text); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.burn_grants(p_org_id uuid, p_amount bigint) IS 'Burns credits from grants in burn-down order; returns the allocations. Balance row locked and due grants settled by the caller (no other writer touches the org''s grants meanwhile). Internal.';
+COMMENT ON FUNCTION private.burn_grants(p_org_id uuid, p_amount bigint, p_operation text) IS 'Burns credits from the grants covering p_operation (null: every grant) in burn-down order; returns the allocations. Balance row locked and due grants settled by the caller. Internal.';
 
 
 --
@@ -313,6 +342,48 @@ COMMENT ON FUNCTION private.caller_org(p_org_id uuid) IS 'User RPCs: resolves p_
 
 
 --
+-- Name: can_spend(uuid, bigint, bigint, bigint); Type: FUNCTION; Schema: private; Owner: -
+--
+
+CREATE FUNCTION private.can_spend(p_org_id uuid, p_available bigint, p_overage bigint, p_overage_limit bigint) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_best bigint;
+begin
+  if p_overage < p_overage_limit then
+    return true;                                   -- room left under the cap: anything
+  end if;
+  if p_available + p_overage_limit <= 0 then
+    return false;                                  -- all the grants together do not cover the debt
+  end if;
+  if p_overage = p_overage_limit then
+    return true;                                   -- some grant has credits: its operations
+  end if;
+  -- Debt above a lowered limit: the best-covered operation must cover more than the excess.
+  select coalesce(sum(g.remaining) filter (where g.operations is null), 0)
+       + coalesce((select max(per_op.credits) from (
+           select sum(x.remaining) as credits
+           from public.credit_grants x, unnest(x.operations) o(operation)
+           where x.org_id = p_org_id and x.status = 'active' and x.remaining > 0
+           group by o.operation) per_op), 0)
+  into v_best
+  from public.credit_grants g
+  where g.org_id = p_org_id and g.status = 'active' and g.remaining > 0;
+  return v_best > p_overage - p_overage_limit;
+end
+$$;
+
+
+--
+-- Name: FUNCTION can_spend(p_org_id uuid, p_available bigint, p_overage bigint, p_overage_limit bigint); Type: COMMENT; Schema: private; Owner: -
+--
+
+COMMENT ON FUNCTION private.can_spend(p_org_id uuid, p_available bigint, p_overage bigint, p_overage_limit bigint) IS 'The gate flag rule: the org can spend on something (some operation''s covering credits − overage + overage_limit > 0). Internal: flag trigger, refresh, reconcile.';
+
+
+--
 -- Name: charge(uuid, uuid, text, text, text, integer, integer, jsonb); Type: FUNCTION; Schema: private; Owner: -
 --
 
@@ -325,10 +396,11 @@ declare
   v_request public.credit_requests;
   v_price bigint;
   v_cost bigint;
+  v_balance public.credit_balances;
   v_available bigint;
+  v_debt bigint := 0;
   v_grant_id uuid;
   v_allocations jsonb := '[]';
-  v_balance public.credit_balances;
 begin
   perform private.check_request_id(p_request_id);
   if p_quantity is null or p_quantity not between 1 and 1000000 then
@@ -340,7 +412,7 @@ begin
   select * into v_request from public.credit_requests r where r.org_id = p_org_id and r.request_id = p_request_id;
   if not found then
     -- Settled first, so the charge's figures (and its refusal) never count expired credits.
-    v_available := private.lock_and_settle(p_org_id);
+    v_balance := private.lock_and_settle(p_org_id);
     -- A new statement, a new snapshot: a twin that held the lock before us has committed now.
     select * into v_request from public.credit_requests r where r.org_id = p_org_id and r.request_id = p_request_id;
   end if;
@@ -358,40 +430,59 @@ begin
   end if;
   v_cost := v_price * p_quantity;
 
-  if v_available < v_cost then
+  -- What this operation may spend: every grant's credits net of the debt, less the scoped
+  -- grants that do not cover it.
+  v_available := v_balance.available - coalesce((
+    select sum(g.remaining) from public.credit_grants g
+    where g.org_id = p_org_id and g.status = 'active' and g.operations is not null
+      and g.remaining > 0 and not (p_operation = any (g.operations))), 0);
+  if v_cost > v_available + v_balance.overage_limit then
     perform private.fail('insufficient_credits', 'PT402',
-      jsonb_build_object('required', v_cost, 'available', v_available, 'operation', p_operation, 'quantity', p_quantity),
+      jsonb_build_object('required', v_cost, 'available', v_available, 'operation', p_operation, 'quantity', p_quantity)
+        -- The overage figures, for an org that has an overage limit or a debt.
+        || case when v_balance.overage_limit > 0 or v_balance.overage > 0
+                then jsonb_build_object('overage', v_balance.overage, 'overage_limit', v_balance.overage_limit)
+                else '{}' end,
       'top up credits or lower the quantity');
   end if;
+  -- Beyond the covering grants' credits (v_available + overage), the rest is debt: within the
+  -- limit, by the test above.
+  v_debt := greatest(v_cost - (v_available + v_balance.overage), 0);
 
-  if v_cost > 0 then
-    -- The head grant in burn-down order, when it covers the whole charge: one UPDATE, found by
-    -- its row address (no second index descent). No row lock before it and no risk that the
-    -- address moves: every writer of an org's grants holds its balance lock. No grant is due
-    -- here: lock_and_settle expired them.
-    update public.credit_grants g
-    set remaining = g.remaining - v_cost
-    where g.ctid = (
-        select h.ctid from public.credit_grants h
-        where h.org_id = p_org_id and h.status = 'active' and h.remaining > 0
-        order by h.priority, h.expires_at, h.created_at, h.id
-        limit 1
-      )
-      and g.remaining >= v_cost
-    returning g.id into v_grant_id;
+  if v_cost > v_debt then
+    -- The head covering grant in burn-down order, when it covers the whole charge: one UPDATE,
+    -- found by its row address (no second index descent). No row lock before it and no risk
+    -- that the address moves: every writer of an org's grants holds its balance lock. No grant
+    -- is due here: lock_and_settle expired them.
+    if v_debt = 0 then
+      update public.credit_grants g
+      set remaining = g.remaining - v_cost
+      where g.ctid = (
+          select h.ctid from public.credit_grants h
+          where h.org_id = p_org_id and h.status = 'active' and h.remaining > 0
+            and (h.operations is null or p_operation = any (h.operations))
+          order by h.priority, h.expires_at, h.created_at, h.id
+          limit 1
+        )
+        and g.remaining >= v_cost
+      returning g.id into v_grant_id;
+    end if;
     if v_grant_id is not null then
       v_allocations := jsonb_build_array(jsonb_build_object('grant_id', v_grant_id, 'amount', v_cost));
     else
-      v_allocations := private.burn_grants(p_org_id, v_cost);
+      v_allocations := private.burn_grants(p_org_id, v_cost - v_debt, p_operation);
     end if;
+  end if;
+  if v_debt > 0 then
+    v_allocations := v_allocations || jsonb_build_object('grant_id', null, 'amount', v_debt);
   end if;
 
   if p_kind = 'consume' then
     v_balance := private.apply_balance_change(p_org_id, 'charge', -v_cost, 0, p_request_id, null,
-      jsonb_build_object('operation', p_operation, 'quantity', p_quantity));
+      jsonb_build_object('operation', p_operation, 'quantity', p_quantity), v_debt);
   else
     v_balance := private.apply_balance_change(p_org_id, 'hold', -v_cost, v_cost, p_request_id, null,
-      jsonb_build_object('operation', p_operation, 'quantity', p_quantity));
+      jsonb_build_object('operation', p_operation, 'quantity', p_quantity), v_debt);
   end if;
 
   insert into public.credit_requests (
@@ -419,7 +510,7 @@ $$;
 -- Name: FUNCTION charge(p_org_id uuid, p_user_id uuid, p_kind text, p_operation text, p_request_id text, p_quantity integer, p_ttl_seconds integer, p_metadata jsonb); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.charge(p_org_id uuid, p_user_id uuid, p_kind text, p_operation text, p_request_id text, p_quantity integer, p_ttl_seconds integer, p_metadata jsonb) IS 'Charges or reserves price × quantity once per (org, request id); validation, price and replay probe before the balance lock, the money writes under it. Internal: consume_credits, reserve_credits, workflow RPCs.';
+COMMENT ON FUNCTION private.charge(p_org_id uuid, p_user_id uuid, p_kind text, p_operation text, p_request_id text, p_quantity integer, p_ttl_seconds integer, p_metadata jsonb) IS 'Charges or reserves price × quantity once per (org, request id) from the grants covering the operation, then as overage debt within the limit; validation, price and replay probe before the balance lock, the money writes under it. Internal: consume_credits, reserve_credits, consume_credits_batch, workflow RPCs.';
 
 
 --
@@ -527,6 +618,46 @@ $$;
 --
 
 COMMENT ON FUNCTION private.check_metadata(p_metadata jsonb, p_key text) IS 'Validates a caller-supplied JSON object (object, at most 8 KiB).';
+
+
+--
+-- Name: check_operations(text[]); Type: FUNCTION; Schema: private; Owner: -
+--
+
+CREATE FUNCTION private.check_operations(p_operations text[]) RETURNS text[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  v_sorted text[];
+  v_unknown text[];
+begin
+  if p_operations is null then
+    return null;
+  end if;
+  if cardinality(p_operations) not between 1 and 100 or array_position(p_operations, null) is not null
+     or exists (select from unnest(p_operations) o where o !~ '^[a-z][a-z0-9_.:-]{0,63}$') then
+    perform private.fail('invalid_operations', jsonb_build_object('operations', to_jsonb(p_operations), 'min', 1, 'max', 100),
+      'null for any operation, or 1 to 100 operation names from the price list');
+  end if;
+  select array_agg(distinct o order by o) into v_sorted from unnest(p_operations) o;
+  select array_agg(o order by o) into v_unknown
+  from unnest(v_sorted) o
+  where not exists (select from public.credit_prices p where p.operation = o);
+  if v_unknown is not null then
+    perform private.fail('unknown_operation', jsonb_build_object('operations', to_jsonb(v_unknown)),
+      'a scoped grant names operations of the price list');
+  end if;
+  return v_sorted;
+end
+$_$;
+
+
+--
+-- Name: FUNCTION check_operations(p_operations text[]); Type: COMMENT; Schema: private; Owner: -
+--
+
+COMMENT ON FUNCTION private.check_operations(p_operations text[]) IS 'Validates a grant''s operations (null: any) and returns them sorted and de-duplicated; invalid_operations 22023, unknown_operation PT404. Internal.';
 
 
 --
@@ -672,6 +803,43 @@ $$;
 --
 
 COMMENT ON FUNCTION private.create_personal_org() IS 'Trigger on auth.users: gives every new user a personal org they own. Not callable by any API role.';
+
+
+--
+-- Name: credit_grant(uuid, jsonb); Type: FUNCTION; Schema: private; Owner: -
+--
+
+CREATE FUNCTION private.credit_grant(p_grant_id uuid, p_metadata jsonb) RETURNS public.credit_balances
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_grant public.credit_grants;
+  v_paid bigint := 0;
+begin
+  select * into v_grant from public.credit_grants g where g.id = p_grant_id;
+  if v_grant.operations is null then
+    -- The balance row is locked by the caller: the debt cannot move under us.
+    select least(b.overage, v_grant.remaining) into v_paid from public.credit_balances b where b.org_id = v_grant.org_id;
+    if v_paid > 0 then
+      update public.credit_grants
+      set remaining = remaining - v_paid, overage_repaid = overage_repaid + v_paid
+      where id = p_grant_id;
+    end if;
+  end if;
+  return private.apply_balance_change(v_grant.org_id, 'grant', v_grant.amount, 0, null, p_grant_id,
+    case when v_paid > 0 then coalesce(p_metadata, '{}') || jsonb_build_object('overage_repaid', v_paid)
+         else coalesce(p_metadata, '{}') end,
+    -v_paid);
+end
+$$;
+
+
+--
+-- Name: FUNCTION credit_grant(p_grant_id uuid, p_metadata jsonb); Type: COMMENT; Schema: private; Owner: -
+--
+
+COMMENT ON FUNCTION private.credit_grant(p_grant_id uuid, p_metadata jsonb) IS 'Credits a grant just made active (remaining = amount): an unscoped grant pays the org''s overage debt first (overage_repaid); one ''grant'' ledger entry. Balance row locked by the caller. Internal.';
 
 
 --
@@ -899,6 +1067,8 @@ CREATE TABLE public.credit_grants (
     expired_at timestamp with time zone,
     revoked_amount bigint DEFAULT 0 NOT NULL,
     effective_at timestamp with time zone,
+    operations text[],
+    overage_repaid bigint DEFAULT 0 NOT NULL,
     CONSTRAINT credit_grants_amount_check CHECK (((amount >= 1) AND (amount <= '1000000000000'::bigint))),
     CONSTRAINT credit_grants_check CHECK (((remaining >= 0) AND (remaining <= amount))),
     CONSTRAINT credit_grants_check1 CHECK (((status <> 'pending'::text) OR (pending_since IS NOT NULL))),
@@ -907,13 +1077,15 @@ CREATE TABLE public.credit_grants (
     CONSTRAINT credit_grants_expired_amount_check CHECK ((expired_amount >= 0)),
     CONSTRAINT credit_grants_external_ref_check CHECK (((char_length(external_ref) >= 1) AND (char_length(external_ref) <= 200))),
     CONSTRAINT credit_grants_metadata_check CHECK ((jsonb_typeof(metadata) = 'object'::text)),
+    CONSTRAINT credit_grants_operations_check CHECK (((operations IS NULL) OR (((cardinality(operations) >= 1) AND (cardinality(operations) <= 100)) AND (array_position(operations, NULL::text) IS NULL)))),
+    CONSTRAINT credit_grants_overage_repaid_check CHECK ((overage_repaid >= 0)),
     CONSTRAINT credit_grants_priority_check CHECK (((priority >= 0) AND (priority <= 1000))),
     CONSTRAINT credit_grants_revoked_amount_check CHECK ((revoked_amount >= 0)),
     CONSTRAINT credit_grants_scheduled_check CHECK (((status <> 'scheduled'::text) OR ((effective_at IS NOT NULL) AND (remaining = amount)))),
     CONSTRAINT credit_grants_source_check CHECK ((source ~ '^[a-z][a-z0-9_]{0,31}$'::text)),
     CONSTRAINT credit_grants_starts_before_expiry CHECK (((effective_at IS NULL) OR (expires_at IS NULL) OR (expires_at > effective_at))),
     CONSTRAINT credit_grants_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'scheduled'::text, 'active'::text, 'expired'::text, 'voided'::text]))),
-    CONSTRAINT credit_grants_used_not_negative CHECK ((((remaining + expired_amount) + revoked_amount) <= amount))
+    CONSTRAINT credit_grants_used_not_negative CHECK (((((remaining + expired_amount) + revoked_amount) + overage_repaid) <= amount))
 )
 WITH (fillfactor='80');
 
@@ -940,6 +1112,20 @@ COMMENT ON COLUMN public.credit_grants.effective_at IS 'When the grant starts, i
 
 
 --
+-- Name: COLUMN credit_grants.operations; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.credit_grants.operations IS 'The operations this grant can be spent on (sorted); null: any operation.';
+
+
+--
+-- Name: COLUMN credit_grants.overage_repaid; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.credit_grants.overage_repaid IS 'Credits of this grant that paid the org''s overage debt when it was credited (net of debts given back by refunds).';
+
+
+--
 -- Name: grant_result(public.credit_grants, boolean); Type: FUNCTION; Schema: private; Owner: -
 --
 
@@ -959,6 +1145,8 @@ begin
     'priority', p_grant.priority,
     'expires_at', p_grant.expires_at,
     'effective_at', p_grant.effective_at,
+    'operations', p_grant.operations,
+    'overage_repaid', p_grant.overage_repaid,
     'balance_after', (select b.available from public.credit_balances b where b.org_id = p_grant.org_id),
     'replayed', p_replayed
   );
@@ -970,14 +1158,14 @@ $$;
 -- Name: FUNCTION grant_result(p_grant public.credit_grants, p_replayed boolean); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.grant_result(p_grant public.credit_grants, p_replayed boolean) IS 'JSON answer for a grant (with effective_at). Internal.';
+COMMENT ON FUNCTION private.grant_result(p_grant public.credit_grants, p_replayed boolean) IS 'JSON answer for a grant (with effective_at, operations, overage_repaid). Internal.';
 
 
 --
--- Name: insert_grant(uuid, bigint, text, text, timestamp with time zone, jsonb, integer, boolean, timestamp with time zone); Type: FUNCTION; Schema: private; Owner: -
+-- Name: insert_grant(uuid, bigint, text, text, timestamp with time zone, jsonb, integer, boolean, timestamp with time zone, text[]); Type: FUNCTION; Schema: private; Owner: -
 --
 
-CREATE FUNCTION private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+CREATE FUNCTION private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_operations text[] DEFAULT NULL::text[]) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -989,14 +1177,15 @@ begin
     select * into v_grant from public.credit_grants g
     where g.org_id = p_org_id and g.source = p_source and g.external_ref = p_external_ref;
     if found then
-      -- A retried payment is the same payment: the amount must match, and so must the start (a
-      -- different start is a different schedule). The expiry is often computed at receipt time
-      -- ("now + 30 days") and legitimately differs.
-      if v_grant.amount <> p_amount or v_grant.effective_at is distinct from p_effective_at then
+      -- A retried payment is the same payment: the amount must match, and so must the start and
+      -- the scope. The expiry is often computed at receipt time ("now + 30 days") and
+      -- legitimately differs.
+      if v_grant.amount <> p_amount or v_grant.effective_at is distinct from p_effective_at
+         or v_grant.operations is distinct from p_operations then
         perform private.fail('idempotency_conflict',
           jsonb_build_object('source', p_source, 'external_ref', p_external_ref, 'amount', v_grant.amount,
-                             'effective_at', v_grant.effective_at),
-          'this external reference was granted with another amount or start');
+                             'effective_at', v_grant.effective_at, 'operations', v_grant.operations),
+          'this external reference was granted with another amount, start or scope');
       end if;
       return private.grant_result(v_grant, true);
     end if;
@@ -1014,18 +1203,18 @@ begin
   end if;
 
   insert into public.credit_grants (org_id, amount, remaining, source, external_ref, status, priority, expires_at, metadata,
-                                    pending_since, activated_at, effective_at)
+                                    pending_since, activated_at, effective_at, operations)
   values (p_org_id, p_amount, p_amount, p_source, p_external_ref,
           case when p_pending then 'pending' when v_scheduled then 'scheduled' else 'active' end,
           p_priority, p_expires_at, p_metadata,
           case when p_pending then now() end,
           case when not p_pending and not coalesce(v_scheduled, false) then now() end,
-          p_effective_at)
+          p_effective_at, p_operations)
   returning * into v_grant;
 
   if v_grant.status = 'active' then
-    perform private.apply_balance_change(p_org_id, 'grant', p_amount, 0, null, v_grant.id,
-      jsonb_build_object('source', p_source, 'external_ref', p_external_ref));
+    perform private.credit_grant(v_grant.id, jsonb_build_object('source', p_source, 'external_ref', p_external_ref));
+    select * into v_grant from public.credit_grants g where g.id = v_grant.id;
   end if;
   return private.grant_result(v_grant, false);
 end
@@ -1033,38 +1222,38 @@ $$;
 
 
 --
--- Name: FUNCTION insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone); Type: COMMENT; Schema: private; Owner: -
+-- Name: FUNCTION insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone, p_operations text[]); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone) IS 'Inserts a grant idempotently on (org, source, external_ref, with the same amount and start) and credits it unless pending or scheduled. Internal.';
+COMMENT ON FUNCTION private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone, p_operations text[]) IS 'Inserts a grant idempotently on (org, source, external_ref, with the same amount, start and scope) and credits it (private.credit_grant) unless pending or scheduled. Balance locked by the caller. Internal.';
 
 
 --
 -- Name: lock_and_settle(uuid); Type: FUNCTION; Schema: private; Owner: -
 --
 
-CREATE FUNCTION private.lock_and_settle(p_org_id uuid) RETURNS bigint
+CREATE FUNCTION private.lock_and_settle(p_org_id uuid) RETURNS public.credit_balances
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
 declare
-  v_available bigint;
+  v_balance public.credit_balances;
   v_due boolean;
 begin
   -- The exists() reads this statement's snapshot, taken before any wait for the lock; if a
   -- holder expired those grants meanwhile, private.expire_grants (a new statement) finds none.
-  select b.available,
+  select b.org_id, b.available, b.held, b.overage, b.overage_limit,
          exists (select from public.credit_grants g
                  where g.org_id = p_org_id and g.status = 'active' and g.expires_at <= now())
-  into v_available, v_due
+  into v_balance.org_id, v_balance.available, v_balance.held, v_balance.overage, v_balance.overage_limit, v_due
   from public.credit_balances b where b.org_id = p_org_id for update of b;
   if not found then
     perform private.fail('unknown_org', 'PT404', jsonb_build_object('org_id', p_org_id));
   end if;
   if v_due then
-    v_available := v_available - (private.expire_grants(p_org_id)).credits;
+    v_balance.available := v_balance.available - (private.expire_grants(p_org_id)).credits;
   end if;
-  return v_available;
+  return v_balance;
 end
 $$;
 
@@ -1073,7 +1262,7 @@ $$;
 -- Name: FUNCTION lock_and_settle(p_org_id uuid); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.lock_and_settle(p_org_id uuid) IS 'Locks an org''s balance row and expires its due grants; returns available. The first step of a charge, capture, release and refund. Internal.';
+COMMENT ON FUNCTION private.lock_and_settle(p_org_id uuid) IS 'Locks an org''s balance row and expires its due grants; returns its money figures as they then stand (org_id, available, held, overage, overage_limit; other fields null). The first step of a charge, capture, release and refund. Internal.';
 
 
 --
@@ -1973,6 +2162,8 @@ begin
         'grant_id', new.alert_grant_id,
         'grant_amount', new.alert_grant_amount,
         'available', new.available,
+        'overage', new.overage,
+        'overage_limit', new.overage_limit,
         'occurred_at', now()
       ))
       on conflict (org_id, grant_id, threshold) where status <> 'cancelled' do nothing;
@@ -2077,9 +2268,9 @@ begin
     balance_after := (select b.available from public.credit_balances b where b.org_id = p_request.org_id);
     return;
   end if;
-  v_back := private.return_to_grants(p_request.allocations, p_amount);
+  v_back := private.return_to_grants(p_request.org_id, p_request.allocations, p_amount);
   v_balance := private.apply_balance_change(p_request.org_id, 'release', p_amount, -p_amount,
-    p_request.request_id, null, jsonb_build_object('reason', p_reason));
+    p_request.request_id, null, jsonb_build_object('reason', p_reason), -v_back.returned_debt);
   if v_back.returned_expired > 0 then
     v_balance := private.apply_balance_change(p_request.org_id, 'expire', -v_back.returned_expired, 0,
       p_request.request_id, null, jsonb_build_object('reason', 'grant_expired_while_held'));
@@ -2115,6 +2306,9 @@ begin
     'charged', p_request.charged,
     'reserved', case when p_request.kind = 'hold' then p_request.reserved end,
     'refunded', case when p_request.refunded > 0 then p_request.refunded end,
+    -- The part of what is charged or held that is overage debt (the allocations' last piece).
+    'overage', case when p_request.allocations @> '[{"grant_id": null}]'
+                    then (p_request.allocations -> -1 ->> 'amount')::bigint end,
     'hold_expires_at', p_request.hold_expires_at,
     'balance_before', p_request.balance_before,
     'balance_after', p_request.balance_after,
@@ -2128,7 +2322,7 @@ $$;
 -- Name: FUNCTION request_result(p_request public.credit_requests, p_replayed boolean); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.request_result(p_request public.credit_requests, p_replayed boolean) IS 'JSON answer for a charge or hold. Internal.';
+COMMENT ON FUNCTION private.request_result(p_request public.credit_requests, p_replayed boolean) IS 'JSON answer for a charge or hold (overage: the part taken as debt, when any). Internal.';
 
 
 --
@@ -2161,10 +2355,10 @@ COMMENT ON FUNCTION private.require_org_admin(p_org_id uuid) IS 'User RPCs: the 
 
 
 --
--- Name: return_to_grants(jsonb, bigint); Type: FUNCTION; Schema: private; Owner: -
+-- Name: return_to_grants(uuid, jsonb, bigint); Type: FUNCTION; Schema: private; Owner: -
 --
 
-CREATE FUNCTION private.return_to_grants(p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint) RETURNS record
+CREATE FUNCTION private.return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint) RETURNS record
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -2174,16 +2368,51 @@ declare
   v_live boolean;
   v_kept jsonb := '[]';
   v_piece record;
+  v_repaid record;
+  v_back bigint;
 begin
   returned_live := 0;
   returned_expired := 0;
+  returned_debt := 0;
   for v_piece in
     select (a.value ->> 'grant_id')::uuid as grant_id, (a.value ->> 'amount')::bigint as amount, a.ordinality as ord
     from jsonb_array_elements(p_allocations) with ordinality a
     order by a.ordinality desc
   loop
     v_give := least(v_piece.amount, v_left);
-    if v_give > 0 then
+    if v_give > 0 and v_piece.grant_id is null then
+      -- The debt piece: lowers the debt; what a later grant has already repaid goes back to it.
+      select least(b.overage, v_give) into returned_debt from public.credit_balances b where b.org_id = p_org_id;
+      v_back := v_give - returned_debt;
+      for v_repaid in
+        select g.id, g.overage_repaid, g.status = 'active' as live
+        from public.credit_grants g
+        where g.org_id = p_org_id and g.overage_repaid > 0
+        order by g.activated_at desc nulls last, g.created_at desc, g.id desc
+        for update
+      loop
+        exit when v_back = 0;
+        if v_repaid.live then
+          update public.credit_grants
+          set overage_repaid = overage_repaid - least(v_back, v_repaid.overage_repaid),
+              remaining = remaining + least(v_back, v_repaid.overage_repaid)
+          where id = v_repaid.id;
+          returned_live := returned_live + least(v_back, v_repaid.overage_repaid);
+        else
+          update public.credit_grants
+          set overage_repaid = overage_repaid - least(v_back, v_repaid.overage_repaid),
+              expired_amount = expired_amount + least(v_back, v_repaid.overage_repaid)
+          where id = v_repaid.id;
+          returned_expired := returned_expired + least(v_back, v_repaid.overage_repaid);
+        end if;
+        v_back := v_back - least(v_back, v_repaid.overage_repaid);
+      end loop;
+      if v_back > 0 then
+        perform private.fail('allocation_out_of_sync', 'XX000', jsonb_build_object('missing', v_back),
+          'the org''s debt and repaid debt cannot take back the request''s overage; run reconcile_credits()');
+      end if;
+      v_left := v_left - v_give;
+    elsif v_give > 0 then
       select g.status = 'active' into v_live from public.credit_grants g where g.id = v_piece.grant_id for update;
       if v_live then
         update public.credit_grants set remaining = remaining + v_give where id = v_piece.grant_id;
@@ -2211,10 +2440,10 @@ $$;
 
 
 --
--- Name: FUNCTION return_to_grants(p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint); Type: COMMENT; Schema: private; Owner: -
+-- Name: FUNCTION return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.return_to_grants(p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint) IS 'Returns credits to the grants a request drew from (newest allocation first). Internal.';
+COMMENT ON FUNCTION private.return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint) IS 'Returns credits to where a request drew them from, newest piece first: grants (live, or expired with them) and the overage debt piece (lowers the debt, or goes back to the grants that repaid it). Balance locked by the caller. Internal.';
 
 
 --
@@ -2235,12 +2464,13 @@ CREATE TABLE public.credit_revocations (
     actor_role text NOT NULL,
     metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    overage bigint DEFAULT 0 NOT NULL,
     CONSTRAINT credit_revocations_allocations_check CHECK ((jsonb_typeof(allocations) = 'array'::text)),
     CONSTRAINT credit_revocations_amount_check CHECK (((amount >= 1) AND (amount <= '1000000000000'::bigint))),
-    CONSTRAINT credit_revocations_balance_after_check CHECK ((balance_after >= 0)),
     CONSTRAINT credit_revocations_check CHECK (((revoked + shortfall) = amount)),
     CONSTRAINT credit_revocations_external_ref_check CHECK (((char_length(external_ref) >= 1) AND (char_length(external_ref) <= 200))),
     CONSTRAINT credit_revocations_metadata_check CHECK ((jsonb_typeof(metadata) = 'object'::text)),
+    CONSTRAINT credit_revocations_overage_check CHECK (((overage >= 0) AND (overage <= revoked))),
     CONSTRAINT credit_revocations_reason_check CHECK (((char_length(reason) >= 1) AND (char_length(reason) <= 500))),
     CONSTRAINT credit_revocations_revoked_check CHECK ((revoked >= 0)),
     CONSTRAINT credit_revocations_shortfall_check CHECK ((shortfall >= 0))
@@ -2252,6 +2482,13 @@ CREATE TABLE public.credit_revocations (
 --
 
 COMMENT ON TABLE public.credit_revocations IS 'One row per revoke_credits() (org, external_ref): what was asked, what was taken back (revoked), what could not be (shortfall), from which grants.';
+
+
+--
+-- Name: COLUMN credit_revocations.overage; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.credit_revocations.overage IS 'Part of revoked taken as overage debt (a revocation without a named grant, beyond the grants'' credits).';
 
 
 --
@@ -2273,7 +2510,7 @@ begin
     'allocations', p_revocation.allocations,
     'balance_after', p_revocation.balance_after,
     'replayed', p_replayed
-  );
+  ) || case when p_revocation.overage > 0 then jsonb_build_object('overage', p_revocation.overage) else '{}' end;
 end
 $$;
 
@@ -2282,7 +2519,7 @@ $$;
 -- Name: FUNCTION revocation_result(p_revocation public.credit_revocations, p_replayed boolean); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.revocation_result(p_revocation public.credit_revocations, p_replayed boolean) IS 'JSON answer for a revocation. Internal.';
+COMMENT ON FUNCTION private.revocation_result(p_revocation public.credit_revocations, p_replayed boolean) IS 'JSON answer for a revocation (overage: the part of revoked taken as debt). Internal.';
 
 
 --
@@ -2298,7 +2535,8 @@ declare
   v_grant public.credit_grants;
   v_claims jsonb := nullif(current_setting('request.jwt.claims', true), '')::jsonb;
   v_allocations jsonb := '[]';
-  v_available bigint;
+  v_balance public.credit_balances;
+  v_debt bigint := 0;
   v_take bigint;
   v_revoked bigint := 0;
   v_piece record;
@@ -2321,10 +2559,13 @@ begin
 
   -- Credits past their expiry are not there to take back.
   perform private.expire_due_grants(p_org_id);
-  select b.available into v_available from public.credit_balances b where b.org_id = p_org_id;
+  select * into v_balance from public.credit_balances b where b.org_id = p_org_id;
 
   if p_grant_id is null then
-    v_allocations := private.burn_grants(p_org_id, least(p_amount, v_available));
+    -- Every grant's credits (available + overage), whatever their scope, then the overage room.
+    v_allocations := private.burn_grants(p_org_id, least(p_amount, v_balance.available + v_balance.overage));
+    v_debt := least(p_amount - least(p_amount, v_balance.available + v_balance.overage),
+                    greatest(v_balance.overage_limit - v_balance.overage, 0));
   else
     select * into v_grant from public.credit_grants g where g.id = p_grant_id for update;
     v_take := case when v_grant.status = 'active' then least(p_amount, v_grant.remaining) else 0 end;
@@ -2345,14 +2586,20 @@ begin
       coalesce(p_metadata, '{}') || jsonb_build_object('external_ref', p_external_ref, 'reason', p_reason));
     v_revoked := v_revoked + v_piece.amount;
   end loop;
+  if v_debt > 0 then
+    -- Beyond the grants, within the overage limit: the org owes it, like an overage charge.
+    perform private.apply_balance_change(p_org_id, 'revoke', -v_debt, 0, null, null,
+      coalesce(p_metadata, '{}') || jsonb_build_object('external_ref', p_external_ref, 'reason', p_reason, 'overage', v_debt), v_debt);
+    v_revoked := v_revoked + v_debt;
+  end if;
 
   insert into public.credit_revocations (
     org_id, external_ref, amount, grant_id, reason, revoked, shortfall, allocations, balance_after,
-    actor_user_id, actor_role, metadata
+    actor_user_id, actor_role, metadata, overage
   ) values (
     p_org_id, p_external_ref, p_amount, p_grant_id, p_reason, v_revoked, p_amount - v_revoked, v_allocations,
     (select b.available from public.credit_balances b where b.org_id = p_org_id),
-    (v_claims ->> 'sub')::uuid, coalesce(v_claims ->> 'role', 'system'), coalesce(p_metadata, '{}')
+    (v_claims ->> 'sub')::uuid, coalesce(v_claims ->> 'role', 'system'), coalesce(p_metadata, '{}'), v_debt
   )
   returning * into v_revocation;
   return private.revocation_result(v_revocation, false);
@@ -2364,7 +2611,7 @@ $$;
 -- Name: FUNCTION revoke_credits(p_org_id uuid, p_amount bigint, p_reason text, p_external_ref text, p_grant_id uuid, p_metadata jsonb); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.revoke_credits(p_org_id uuid, p_amount bigint, p_reason text, p_external_ref text, p_grant_id uuid, p_metadata jsonb) IS 'Takes credits back once per (org, external_ref), from one grant or in burn-down order, never below zero. Balance locked by the caller. Internal.';
+COMMENT ON FUNCTION private.revoke_credits(p_org_id uuid, p_amount bigint, p_reason text, p_external_ref text, p_grant_id uuid, p_metadata jsonb) IS 'Takes credits back once per (org, external_ref): from one grant, or from every grant in burn-down order and then as overage debt within the limit; never beyond. Balance locked by the caller. Internal.';
 
 
 --
@@ -2592,11 +2839,13 @@ CREATE FUNCTION private.sync_org_credit_flag() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
+declare
+  v_flag boolean := private.can_spend(new.org_id, new.available, new.overage, new.overage_limit);
 begin
   update public.orgs
-  set has_usage_credits = new.available > 0
+  set has_usage_credits = v_flag
   where id = new.org_id
-    and has_usage_credits is distinct from (new.available > 0);
+    and has_usage_credits is distinct from v_flag;
   return null;
 end
 $$;
@@ -2606,7 +2855,7 @@ $$;
 -- Name: FUNCTION sync_org_credit_flag(); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.sync_org_credit_flag() IS 'Trigger on credit_balances: keeps orgs.has_usage_credits = (available > 0) in the same transaction, writing only on a flip.';
+COMMENT ON FUNCTION private.sync_org_credit_flag() IS 'Trigger on credit_balances: keeps orgs.has_usage_credits = private.can_spend(...) in the same transaction, writing only on a flip.';
 
 
 --
@@ -2795,8 +3044,8 @@ begin
     end if;
     perform private.fail('grant_not_pending', 'PT409', jsonb_build_object('status', v_grant.status));
   end if;
-  update public.credit_grants set status = 'active', activated_at = now() where id = v_grant.id returning * into v_grant;
-  perform private.apply_balance_change(p_org_id, 'grant', v_grant.amount, 0, null, v_grant.id,
+  update public.credit_grants set status = 'active', activated_at = now() where id = v_grant.id;
+  perform private.credit_grant(v_grant.id,
     jsonb_build_object('source', p_source, 'external_ref', p_external_ref, 'activated', true));
   -- A grant whose expiry passed while it was pending is credited and expired at once.
   perform private.expire_due_grants(p_org_id);
@@ -3025,7 +3274,7 @@ begin
     update public.credit_grants
     set status = 'active', remaining = amount, activated_at = now()
     where id = v_grant.id;
-    perform private.apply_balance_change(p_org_id, 'grant', v_grant.amount, 0, null, v_grant.id,
+    perform private.credit_grant(v_grant.id,
       jsonb_build_object('source', 'purchase', 'external_ref', p_session_id, 'activated', true, 'after_failure', true));
     v_exception := private.record_contradiction(p_event_id, p_event_type, p_session_id, p_org_id, v_grant, p_outcome);
     v_outcome := 'granted';
@@ -3295,15 +3544,18 @@ begin
       get stacked diagnostics v_state = returned_sqlstate, v_key = message_text, v_detail = pg_exception_detail, v_hint = pg_exception_hint;
       v_failed := coalesce(nullif(v_detail, '')::jsonb, '{}');
       if v_state = 'PT402' then
-        -- The balance before the batch is what the failing item found plus what the items
-        -- before it charged (all rolled back now).
+        -- The figures the failing item found, plus what the items before it charged (all rolled
+        -- back now); its own overage figures as it found them.
         perform private.fail('insufficient_credits', jsonb_build_object(
             'required', v_charged_total + (v_failed ->> 'required')::bigint,
             'available', v_charged_total + (v_failed ->> 'available')::bigint,
             'item', v_index,
             'request_id', v_item ->> 'request_id',
             'operation', v_item ->> 'operation',
-            'item_required', (v_failed ->> 'required')::bigint),
+            'item_required', (v_failed ->> 'required')::bigint)
+            || case when v_failed ? 'overage' then jsonb_build_object('item_available', (v_failed ->> 'available')::bigint,
+                 'overage', (v_failed ->> 'overage')::bigint, 'overage_limit', (v_failed ->> 'overage_limit')::bigint)
+               else '{}' end,
           'top up credits, or send fewer items (p_atomic false charges the items that fit)');
       end if;
       -- Any other item error fails the batch with its own key, naming the item.
@@ -3600,6 +3852,7 @@ declare
   v_next record;
   v_scheduled bigint;
   v_start record;
+  v_scopes jsonb;
 begin
   select * into v_balance from public.credit_balances b where b.org_id = v_org_id;
   select coalesce(sum(g.remaining), 0) into v_due
@@ -3620,10 +3873,24 @@ begin
   group by g.effective_at
   order by g.effective_at
   limit 1;
+  -- Spendable credits by scope (null: any operation), the unscoped group first.
+  select coalesce(jsonb_agg(jsonb_build_object('operations', s.operations, 'available', s.available)
+                            order by s.operations is not null, s.operations), '[]')
+  into v_scopes
+  from (
+    select g.operations, sum(g.remaining) as available
+    from public.credit_grants g
+    where g.org_id = v_org_id and g.status = 'active' and g.remaining > 0
+      and (g.expires_at is null or g.expires_at > now())
+    group by g.operations
+  ) s;
   return jsonb_build_object(
     'org_id', v_org_id,
     'available', v_balance.available - v_due,
     'held', v_balance.held,
+    'overage', v_balance.overage,
+    'overage_limit', v_balance.overage_limit,
+    'scopes', v_scopes,
     'next_expiry_at', v_next.expires_at,
     'next_expiry_amount', v_next.amount,
     'scheduled', v_scheduled,
@@ -3638,7 +3905,7 @@ $$;
 -- Name: FUNCTION get_credit_balance(p_org_id uuid); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.get_credit_balance(p_org_id uuid) IS 'User RPC: {org_id, available, held, next_expiry_at, next_expiry_amount, scheduled, next_start_at, next_start_amount} for the caller''s org (default: personal). scheduled: credits of grants that start later (not in available).';
+COMMENT ON FUNCTION public.get_credit_balance(p_org_id uuid) IS 'User RPC: {org_id, available, held, overage, overage_limit, scopes, next_expiry_at, next_expiry_amount, scheduled, next_start_at, next_start_amount} for the caller''s org (default: personal). available = Σ scopes.available − overage (below zero in overage); scopes: [{operations (null: any), available}]; scheduled: credits of grants that start later (not in available).';
 
 
 --
@@ -3748,15 +4015,16 @@ COMMENT ON FUNCTION public.get_usage_stats(p_days integer, p_org_id uuid) IS 'Us
 
 
 --
--- Name: grant_credits(uuid, bigint, text, text, timestamp with time zone, jsonb, integer, boolean, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+-- Name: grant_credits(uuid, bigint, text, text, timestamp with time zone, jsonb, integer, boolean, timestamp with time zone, text[]); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text DEFAULT NULL::text, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_metadata jsonb DEFAULT '{}'::jsonb, p_priority integer DEFAULT 100, p_pending boolean DEFAULT false, p_effective_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+CREATE FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text DEFAULT NULL::text, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_metadata jsonb DEFAULT '{}'::jsonb, p_priority integer DEFAULT 100, p_pending boolean DEFAULT false, p_effective_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_operations text[] DEFAULT NULL::text[]) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $_$
 declare
   v_metadata jsonb := private.check_metadata(p_metadata);
+  v_operations text[];
 begin
   perform private.check_credits(p_amount, 'amount');
   if p_source is null or p_source !~ '^[a-z][a-z0-9_]{0,31}$' or p_source in ('onboarding', 'refund') then
@@ -3769,18 +4037,19 @@ begin
   if p_priority is null or p_priority not between 0 and 1000 then
     perform private.fail('invalid_priority', '22023', jsonb_build_object('priority', p_priority, 'min', 0, 'max', 1000));
   end if;
+  v_operations := private.check_operations(p_operations);
   perform private.lock_balance(p_org_id);
   return private.insert_grant(p_org_id, p_amount, p_source, p_external_ref, p_expires_at, v_metadata, p_priority,
-    coalesce(p_pending, false), p_effective_at);
+    coalesce(p_pending, false), p_effective_at, v_operations);
 end
 $_$;
 
 
 --
--- Name: FUNCTION grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+-- Name: FUNCTION grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone, p_operations text[]); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone) IS 'Server RPC: add credits to an org, idempotent on (org, source, external_ref); p_pending waits for activate_credit_grant; p_effective_at in the future schedules the grant (not spendable, not in available, until activate_scheduled_grants() credits it). Errors: idempotency_conflict PT409, invalid_* 22023.';
+COMMENT ON FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone, p_operations text[]) IS 'Server RPC: add credits to an org, idempotent on (org, source, external_ref); p_pending waits for activate_credit_grant; p_effective_at in the future schedules the grant (not spendable, not in available, until activate_scheduled_grants() credits it); p_operations scopes it to those operations (null: any). An unscoped grant pays the org''s overage debt first. Errors: idempotency_conflict PT409, unknown_operation PT404, invalid_* 22023.';
 
 
 --
@@ -3939,24 +4208,32 @@ begin
   insert into public.credit_reconciliation_runs default values returning id into v_run_id;
 
   with balances as (
-    select b.org_id, b.available, b.held, o.has_usage_credits,
+    select b.org_id, b.available, b.held, b.overage, o.has_usage_credits,
+      private.can_spend(b.org_id, b.available, b.overage, b.overage_limit) as can_spend,
       coalesce((select sum(g.remaining) from public.credit_grants g where g.org_id = b.org_id and g.status = 'active'), 0) as grants_remaining,
       l.ledger_available, l.ledger_held, l.ledger_revoked,
       coalesce((select sum(r.reserved) from public.credit_requests r where r.org_id = b.org_id and r.status = 'held'), 0) as open_holds,
-      coalesce((select sum(v.revoked) from public.credit_revocations v where v.org_id = b.org_id), 0) as revocations_revoked
+      coalesce((select sum(v.revoked) from public.credit_revocations v where v.org_id = b.org_id), 0) as revocations_revoked,
+      l.ledger_overage,
+      -- Where the debt came from (requests' debt pieces, revocations) and where it went (grants).
+      coalesce((select sum((a.value ->> 'amount')::bigint) from public.credit_requests r, jsonb_array_elements(r.allocations) a
+                where r.org_id = b.org_id and r.allocations @> '[{"grant_id": null}]' and a.value -> 'grant_id' = 'null'::jsonb), 0)
+        + coalesce((select sum(v.overage) from public.credit_revocations v where v.org_id = b.org_id), 0) as debt_incurred,
+      coalesce((select sum(g.overage_repaid) from public.credit_grants g where g.org_id = b.org_id and g.overage_repaid > 0), 0) as debt_repaid
     from public.credit_balances b
     join public.orgs o on o.id = b.org_id
     -- One pass over the org's ledger for all three sums.
     cross join lateral (
       select coalesce(sum(x.amount), 0) as ledger_available,
         coalesce(sum(x.held_delta), 0) as ledger_held,
-        coalesce(-sum(x.amount) filter (where x.kind = 'revoke'), 0) as ledger_revoked
+        coalesce(-sum(x.amount) filter (where x.kind = 'revoke'), 0) as ledger_revoked,
+        coalesce(sum(x.overage_delta), 0) as ledger_overage
       from public.credit_ledger x
       where x.org_id = b.org_id
     ) l
   ),
   balance_issues as (
-    select org_id, 'available_vs_grants' as check_name, grants_remaining as expected, available as actual from balances where available <> grants_remaining
+    select org_id, 'available_vs_grants' as check_name, grants_remaining - overage as expected, available as actual from balances where available <> grants_remaining - overage
     union all
     select org_id, 'available_vs_ledger', ledger_available, available from balances where available <> ledger_available
     union all
@@ -3964,7 +4241,12 @@ begin
     union all
     select org_id, 'held_vs_open_holds', open_holds, held from balances where held <> open_holds
     union all
-    select org_id, 'flag_vs_available', (available > 0)::int, has_usage_credits::int from balances where has_usage_credits <> (available > 0)
+    select org_id, 'flag_vs_available', can_spend::int, has_usage_credits::int from balances where has_usage_credits <> can_spend
+    union all
+    select org_id, 'overage_vs_ledger', ledger_overage, overage from balances where overage <> ledger_overage
+    union all
+    -- Debt outstanding plus debt repaid is exactly the debt taken on.
+    select org_id, 'overage_vs_allocations', debt_incurred, overage + debt_repaid from balances where overage + debt_repaid <> debt_incurred
     union all
     select org_id, 'revocations_vs_ledger', revocations_revoked, ledger_revoked from balances where revocations_revoked <> ledger_revoked
   ),
@@ -3995,17 +4277,19 @@ begin
       and not exists (select 1 from public.credit_requests r where r.org_id = l.org_id and r.request_id = l.request_id)
   ),
   grant_issues as (
-    -- What a grant has given away must be exactly what requests still hold of it.
-    select g.org_id, 'grant_vs_allocations' as check_name, g.amount - g.remaining - g.expired_amount - g.revoked_amount as expected,
+    -- What a grant has given away (beyond expiry, revocation and debt) must be exactly what
+    -- requests still hold of it.
+    select g.org_id, 'grant_vs_allocations' as check_name, g.amount - g.remaining - g.expired_amount - g.revoked_amount - g.overage_repaid as expected,
       coalesce(a.allocated, 0) as actual, jsonb_build_object('grant_id', g.id) as detail
     from public.credit_grants g
     left join (
       select (x.value ->> 'grant_id')::uuid as grant_id, sum((x.value ->> 'amount')::bigint) as allocated
       from public.credit_requests r, jsonb_array_elements(r.allocations) x
+      where x.value -> 'grant_id' <> 'null'::jsonb
       group by 1
     ) a on a.grant_id = g.id
     where g.status in ('active', 'expired')
-      and g.amount - g.remaining - g.expired_amount - g.revoked_amount <> coalesce(a.allocated, 0)
+      and g.amount - g.remaining - g.expired_amount - g.revoked_amount - g.overage_repaid <> coalesce(a.allocated, 0)
   ),
   schedule_issues as (
     -- A grant that has not started has not been credited: no ledger entry names it.
@@ -4063,7 +4347,7 @@ $$;
 -- Name: FUNCTION reconcile_credits(); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.reconcile_credits() IS 'Cron (daily) / service_role: cross-check balances, grants, ledger, holds, flag, requests, revocations and scheduled grants (none credited before its start); record and count discrepancies; list open payment exceptions (not counted).';
+COMMENT ON FUNCTION public.reconcile_credits() IS 'Cron (daily) / service_role: cross-check balances, grants, ledger, holds, flag, requests, revocations, overage debt (ledger and sources) and scheduled grants (none credited before its start); record and count discrepancies; list open payment exceptions (not counted).';
 
 
 --
@@ -4144,10 +4428,11 @@ begin
     perform private.fail('invalid_batch_size', '22023', jsonb_build_object('batch_size', p_batch_size, 'min', 1, 'max', 100000));
   end if;
   with drift as (
-    select b.org_id, b.available > 0 as flag
+    select b.org_id, f.flag
     from public.credit_balances b
     join public.orgs o on o.id = b.org_id
-    where o.has_usage_credits is distinct from (b.available > 0)
+    cross join lateral (select private.can_spend(b.org_id, b.available, b.overage, b.overage_limit) as flag) f
+    where o.has_usage_credits is distinct from f.flag
     order by b.org_id
     limit p_batch_size
     for update of b skip locked
@@ -4194,7 +4479,7 @@ begin
     perform private.fail('not_refundable', 'PT409', jsonb_build_object('request_id', p_request_id, 'status', v_request.status, 'charged', v_request.charged));
   end if;
 
-  v_back := private.return_to_grants(v_request.allocations, v_request.charged);
+  v_back := private.return_to_grants(p_org_id, v_request.allocations, v_request.charged);
   if v_back.returned_expired > 0 then
     insert into public.credit_grants (org_id, amount, remaining, source, external_ref, priority, expires_at, metadata, activated_at)
     values (p_org_id, v_back.returned_expired, v_back.returned_expired, 'refund', p_request_id, 0, now() + interval '7 days',
@@ -4202,7 +4487,7 @@ begin
     returning id into v_regrant_id;
   end if;
   v_balance := private.apply_balance_change(p_org_id, 'refund', v_request.charged, 0, p_request_id, v_regrant_id,
-    jsonb_build_object('reason', p_reason, 'regranted', v_back.returned_expired));
+    jsonb_build_object('reason', p_reason, 'regranted', v_back.returned_expired), -v_back.returned_debt);
 
   v_request := private.settle_request(p_org_id, p_request_id, 'refunded', v_request.charged, v_back.allocations,
     v_balance.available, null, null, null, p_reason);
@@ -4644,6 +4929,42 @@ COMMENT ON FUNCTION public.set_org_billing(p_org_id uuid, p_stripe_customer_id t
 
 
 --
+-- Name: set_overage_limit(uuid, bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.set_overage_limit(p_org_id uuid, p_limit bigint) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_balance public.credit_balances;
+begin
+  perform private.check_credits(p_limit, 'limit', 'invalid_limit', 0, 'a number of credits from 0 (no overage) to 10^12');
+  v_balance := private.lock_balance(p_org_id);
+  if v_balance.overage_limit <> p_limit then
+    update public.credit_balances b set overage_limit = p_limit, updated_at = now()
+    where b.org_id = p_org_id
+    returning b.* into v_balance;
+  end if;
+  return jsonb_build_object(
+    'org_id', p_org_id,
+    'overage_limit', v_balance.overage_limit,
+    'overage', v_balance.overage,
+    'available', v_balance.available,
+    'has_usage_credits', (select o.has_usage_credits from public.orgs o where o.id = p_org_id)
+  );
+end
+$$;
+
+
+--
+-- Name: FUNCTION set_overage_limit(p_org_id uuid, p_limit bigint); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.set_overage_limit(p_org_id uuid, p_limit bigint) IS 'Server RPC: how far below zero the org''s available may go (0 by default); may be set below the current debt (nothing new is charged beyond it). Answers {org_id, overage_limit, overage, available, has_usage_credits}. Errors: invalid_limit 22023, unknown_org PT404.';
+
+
+--
 -- Name: settle_meter_request(uuid, text, boolean, jsonb, integer, text, bytea); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -4732,10 +5053,13 @@ CREATE TABLE public.credit_ledger (
     actor_role text NOT NULL,
     metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT credit_ledger_balance_after_check CHECK ((balance_after >= 0)),
+    overage_delta bigint DEFAULT 0 NOT NULL,
+    overage_after bigint DEFAULT 0 NOT NULL,
+    CONSTRAINT credit_ledger_covered_check CHECK (((balance_after + overage_after) >= 0)),
     CONSTRAINT credit_ledger_held_after_check CHECK ((held_after >= 0)),
     CONSTRAINT credit_ledger_kind_check CHECK ((kind = ANY (ARRAY['grant'::text, 'charge'::text, 'hold'::text, 'capture'::text, 'release'::text, 'refund'::text, 'expire'::text, 'adjustment'::text, 'revoke'::text, 'reinstate'::text]))),
-    CONSTRAINT credit_ledger_metadata_check CHECK ((jsonb_typeof(metadata) = 'object'::text))
+    CONSTRAINT credit_ledger_metadata_check CHECK ((jsonb_typeof(metadata) = 'object'::text)),
+    CONSTRAINT credit_ledger_overage_after_check CHECK ((overage_after >= 0))
 );
 
 
@@ -5879,6 +6203,13 @@ CREATE INDEX credit_grants_purchase_session_idx ON public.credit_grants USING bt
 
 
 --
+-- Name: credit_grants_repaid_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX credit_grants_repaid_idx ON public.credit_grants USING btree (org_id) WHERE (overage_repaid > 0);
+
+
+--
 -- Name: credit_grants_scheduled_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -5890,6 +6221,13 @@ CREATE INDEX credit_grants_scheduled_idx ON public.credit_grants USING btree (ef
 --
 
 CREATE INDEX credit_grants_scheduled_org_idx ON public.credit_grants USING btree (org_id, effective_at) WHERE (status = 'scheduled'::text);
+
+
+--
+-- Name: credit_grants_scoped_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX credit_grants_scoped_idx ON public.credit_grants USING btree (org_id) WHERE ((status = 'active'::text) AND (operations IS NOT NULL));
 
 
 --
@@ -6092,7 +6430,7 @@ CREATE TRIGGER set_alert_reference_on_insert AFTER INSERT ON public.credit_grant
 -- Name: credit_balances sync_org_credit_flag; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER sync_org_credit_flag AFTER UPDATE OF available ON public.credit_balances FOR EACH ROW WHEN (((old.available > 0) IS DISTINCT FROM (new.available > 0))) EXECUTE FUNCTION private.sync_org_credit_flag();
+CREATE TRIGGER sync_org_credit_flag AFTER UPDATE OF available, overage, overage_limit ON public.credit_balances FOR EACH ROW WHEN (((((old.available + old.overage_limit) > 0) IS DISTINCT FROM ((new.available + new.overage_limit) > 0)) OR (old.overage > old.overage_limit) OR (new.overage > new.overage_limit))) EXECUTE FUNCTION private.sync_org_credit_flag();
 
 
 --
@@ -6898,10 +7236,10 @@ GRANT SELECT ON TABLE public.credit_balances TO service_role;
 
 
 --
--- Name: FUNCTION apply_balance_change(p_org_id uuid, p_kind text, p_amount bigint, p_held_delta bigint, p_request_id text, p_grant_id uuid, p_metadata jsonb); Type: ACL; Schema: private; Owner: -
+-- Name: FUNCTION apply_balance_change(p_org_id uuid, p_kind text, p_amount bigint, p_held_delta bigint, p_request_id text, p_grant_id uuid, p_metadata jsonb, p_overage_delta bigint); Type: ACL; Schema: private; Owner: -
 --
 
-REVOKE ALL ON FUNCTION private.apply_balance_change(p_org_id uuid, p_kind text, p_amount bigint, p_held_delta bigint, p_request_id text, p_grant_id uuid, p_metadata jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION private.apply_balance_change(p_org_id uuid, p_kind text, p_amount bigint, p_held_delta bigint, p_request_id text, p_grant_id uuid, p_metadata jsonb, p_overage_delta bigint) FROM PUBLIC;
 
 
 --
@@ -6912,10 +7250,10 @@ REVOKE ALL ON FUNCTION private.beat_replica_heartbeat() FROM PUBLIC;
 
 
 --
--- Name: FUNCTION burn_grants(p_org_id uuid, p_amount bigint); Type: ACL; Schema: private; Owner: -
+-- Name: FUNCTION burn_grants(p_org_id uuid, p_amount bigint, p_operation text); Type: ACL; Schema: private; Owner: -
 --
 
-REVOKE ALL ON FUNCTION private.burn_grants(p_org_id uuid, p_amount bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION private.burn_grants(p_org_id uuid, p_amount bigint, p_operation text) FROM PUBLIC;
 
 
 --
@@ -6924,6 +7262,13 @@ REVOKE ALL ON FUNCTION private.burn_grants(p_org_id uuid, p_amount bigint) FROM 
 
 REVOKE ALL ON FUNCTION private.caller_org(p_org_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION private.caller_org(p_org_id uuid) TO authenticated;
+
+
+--
+-- Name: FUNCTION can_spend(p_org_id uuid, p_available bigint, p_overage bigint, p_overage_limit bigint); Type: ACL; Schema: private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION private.can_spend(p_org_id uuid, p_available bigint, p_overage bigint, p_overage_limit bigint) FROM PUBLIC;
 
 
 --
@@ -6953,6 +7298,13 @@ REVOKE ALL ON FUNCTION private.check_credits(p_value bigint, p_field text, p_key
 
 REVOKE ALL ON FUNCTION private.check_metadata(p_metadata jsonb, p_key text) FROM PUBLIC;
 GRANT ALL ON FUNCTION private.check_metadata(p_metadata jsonb, p_key text) TO authenticated;
+
+
+--
+-- Name: FUNCTION check_operations(p_operations text[]); Type: ACL; Schema: private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION private.check_operations(p_operations text[]) FROM PUBLIC;
 
 
 --
@@ -6988,6 +7340,13 @@ REVOKE ALL ON FUNCTION private.create_credit_balance() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION private.create_personal_org() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION credit_grant(p_grant_id uuid, p_metadata jsonb); Type: ACL; Schema: private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION private.credit_grant(p_grant_id uuid, p_metadata jsonb) FROM PUBLIC;
 
 
 --
@@ -7061,10 +7420,10 @@ REVOKE ALL ON FUNCTION private.grant_result(p_grant public.credit_grants, p_repl
 
 
 --
--- Name: FUNCTION insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone); Type: ACL; Schema: private; Owner: -
+-- Name: FUNCTION insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone, p_operations text[]); Type: ACL; Schema: private; Owner: -
 --
 
-REVOKE ALL ON FUNCTION private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone) FROM PUBLIC;
+REVOKE ALL ON FUNCTION private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone, p_operations text[]) FROM PUBLIC;
 
 
 --
@@ -7267,10 +7626,10 @@ REVOKE ALL ON FUNCTION private.require_org_admin(p_org_id uuid) FROM PUBLIC;
 
 
 --
--- Name: FUNCTION return_to_grants(p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint); Type: ACL; Schema: private; Owner: -
+-- Name: FUNCTION return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint); Type: ACL; Schema: private; Owner: -
 --
 
-REVOKE ALL ON FUNCTION private.return_to_grants(p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION private.return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint) FROM PUBLIC;
 
 
 --
@@ -7497,11 +7856,11 @@ GRANT ALL ON FUNCTION public.get_usage_stats(p_days integer, p_org_id uuid) TO a
 
 
 --
--- Name: FUNCTION grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone); Type: ACL; Schema: public; Owner: -
+-- Name: FUNCTION grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone, p_operations text[]); Type: ACL; Schema: public; Owner: -
 --
 
-REVOKE ALL ON FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone) TO service_role;
+REVOKE ALL ON FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone, p_operations text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone, p_operations text[]) TO service_role;
 
 
 --
@@ -7654,6 +8013,14 @@ GRANT ALL ON FUNCTION public.set_meter_backend(p_operation text, p_url text, p_t
 
 REVOKE ALL ON FUNCTION public.set_org_billing(p_org_id uuid, p_stripe_customer_id text, p_stripe_payment_method_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.set_org_billing(p_org_id uuid, p_stripe_customer_id text, p_stripe_payment_method_id text) TO service_role;
+
+
+--
+-- Name: FUNCTION set_overage_limit(p_org_id uuid, p_limit bigint); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.set_overage_limit(p_org_id uuid, p_limit bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.set_overage_limit(p_org_id uuid, p_limit bigint) TO service_role;
 
 
 --

@@ -104,7 +104,7 @@ describe('credit grants', () => {
     expect(await flagOf(org)).toBe(false)
     const after = await user.client.rpc('get_credit_balance')
     expect(after.error).toBeNull()
-    expect(after.data).toEqual({ org_id: org, available: 0, held: 0, next_expiry_at: null, next_expiry_amount: null, scheduled: 0, next_start_at: null, next_start_amount: null })
+    expect(after.data).toEqual({ org_id: org, available: 0, held: 0, next_expiry_at: null, next_expiry_amount: null, scheduled: 0, next_start_at: null, next_start_amount: null, overage: 0, overage_limit: 0, scopes: [] })
     expect(await balanceOf(org)).toEqual({ available: 0, held: 0 })
     expect(await grantsOf(org)).toMatchObject([{ id: grant.grant_id, amount: 10, remaining: 0, expired_amount: 7, status: 'expired' }])
     expect((await ledgerOf(org)).sums).toEqual({ grant: 10, charge: -3, expire: -7 })

@@ -63,7 +63,7 @@ describe('usage stats and balance', () => {
     // 100 − 6 + 2 − 10 − 3 − 1 (c2 held)
     const balance = await user.client.rpc('get_credit_balance')
     expect(balance.error).toBeNull()
-    expect(balance.data).toEqual({ org_id: org, available: 82, held: 1, next_expiry_at: null, next_expiry_amount: null, scheduled: 0, next_start_at: null, next_start_amount: null })
+    expect(balance.data).toEqual({ org_id: org, available: 82, held: 1, next_expiry_at: null, next_expiry_amount: null, scheduled: 0, next_start_at: null, next_start_amount: null, overage: 0, overage_limit: 0, scopes: [{ operations: null, available: 82 }] })
     expect(await expectBooksBalanced(org)).toEqual({ available: 82, held: 1 })
 
     expectRpcError(await user.client.rpc('get_usage_stats', { p_days: 0 }), '22023', 'invalid_days')

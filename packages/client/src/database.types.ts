@@ -139,14 +139,14 @@ isOneToOne: true
                   ]
                 },"credit_balances": {
                   Row: {
-                    "alert_grant_amount": number | null,"alert_grant_id": string | null,"alert_threshold_next": number | null,"auto_topup_threshold": number | null,"available": number,"held": number,"org_id": string,"updated_at": string
+                    "alert_grant_amount": number | null,"alert_grant_id": string | null,"alert_threshold_next": number | null,"auto_topup_threshold": number | null,"available": number,"held": number,"org_id": string,"overage": number,"overage_limit": number,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "alert_grant_amount"?: number | null,"alert_grant_id"?: string | null,"alert_threshold_next"?: number | null,"auto_topup_threshold"?: number | null,"available"?: number,"held"?: number,"org_id": string,"updated_at"?: string
+                    "alert_grant_amount"?: number | null,"alert_grant_id"?: string | null,"alert_threshold_next"?: number | null,"auto_topup_threshold"?: number | null,"available"?: number,"held"?: number,"org_id": string,"overage"?: number,"overage_limit"?: number,"updated_at"?: string
                   }
                   Update: {
-                    "alert_grant_amount"?: number | null,"alert_grant_id"?: string | null,"alert_threshold_next"?: number | null,"auto_topup_threshold"?: number | null,"available"?: number,"held"?: number,"org_id"?: string,"updated_at"?: string
+                    "alert_grant_amount"?: number | null,"alert_grant_id"?: string | null,"alert_threshold_next"?: number | null,"auto_topup_threshold"?: number | null,"available"?: number,"held"?: number,"org_id"?: string,"overage"?: number,"overage_limit"?: number,"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -159,14 +159,14 @@ isOneToOne: true
                   ]
                 },"credit_grants": {
                   Row: {
-                    "activated_at": string | null,"amount": number,"created_at": string,"effective_at": string | null,"expired_amount": number,"expired_at": string | null,"expires_at": string | null,"external_ref": string | null,"id": string,"metadata": NonNullable<Json>,"org_id": string,"pending_since": string | null,"priority": number,"remaining": number,"revoked_amount": number,"source": string,"status": string
+                    "activated_at": string | null,"amount": number,"created_at": string,"effective_at": string | null,"expired_amount": number,"expired_at": string | null,"expires_at": string | null,"external_ref": string | null,"id": string,"metadata": NonNullable<Json>,"operations": (string)[] | null,"org_id": string,"overage_repaid": number,"pending_since": string | null,"priority": number,"remaining": number,"revoked_amount": number,"source": string,"status": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "activated_at"?: string | null,"amount": number,"created_at"?: string,"effective_at"?: string | null,"expired_amount"?: number,"expired_at"?: string | null,"expires_at"?: string | null,"external_ref"?: string | null,"id"?: string,"metadata"?: NonNullable<Json>,"org_id": string,"pending_since"?: string | null,"priority"?: number,"remaining": number,"revoked_amount"?: number,"source": string,"status"?: string
+                    "activated_at"?: string | null,"amount": number,"created_at"?: string,"effective_at"?: string | null,"expired_amount"?: number,"expired_at"?: string | null,"expires_at"?: string | null,"external_ref"?: string | null,"id"?: string,"metadata"?: NonNullable<Json>,"operations"?: (string)[] | null,"org_id": string,"overage_repaid"?: number,"pending_since"?: string | null,"priority"?: number,"remaining": number,"revoked_amount"?: number,"source": string,"status"?: string
                   }
                   Update: {
-                    "activated_at"?: string | null,"amount"?: number,"created_at"?: string,"effective_at"?: string | null,"expired_amount"?: number,"expired_at"?: string | null,"expires_at"?: string | null,"external_ref"?: string | null,"id"?: string,"metadata"?: NonNullable<Json>,"org_id"?: string,"pending_since"?: string | null,"priority"?: number,"remaining"?: number,"revoked_amount"?: number,"source"?: string,"status"?: string
+                    "activated_at"?: string | null,"amount"?: number,"created_at"?: string,"effective_at"?: string | null,"expired_amount"?: number,"expired_at"?: string | null,"expires_at"?: string | null,"external_ref"?: string | null,"id"?: string,"metadata"?: NonNullable<Json>,"operations"?: (string)[] | null,"org_id"?: string,"overage_repaid"?: number,"pending_since"?: string | null,"priority"?: number,"remaining"?: number,"revoked_amount"?: number,"source"?: string,"status"?: string
                   }
                   Relationships: [
                     {
@@ -179,14 +179,14 @@ isOneToOne: false
                   ]
                 },"credit_ledger": {
                   Row: {
-                    "actor_role": string,"actor_user_id": string | null,"amount": number,"balance_after": number,"created_at": string,"grant_id": string | null,"held_after": number,"held_delta": number,"id": number,"kind": string,"metadata": NonNullable<Json>,"org_id": string,"request_id": string | null
+                    "actor_role": string,"actor_user_id": string | null,"amount": number,"balance_after": number,"created_at": string,"grant_id": string | null,"held_after": number,"held_delta": number,"id": number,"kind": string,"metadata": NonNullable<Json>,"org_id": string,"overage_after": number,"overage_delta": number,"request_id": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "actor_role": string,"actor_user_id"?: string | null,"amount": number,"balance_after": number,"created_at"?: string,"grant_id"?: string | null,"held_after": number,"held_delta"?: number,"id"?: never,"kind": string,"metadata"?: NonNullable<Json>,"org_id": string,"request_id"?: string | null
+                    "actor_role": string,"actor_user_id"?: string | null,"amount": number,"balance_after": number,"created_at"?: string,"grant_id"?: string | null,"held_after": number,"held_delta"?: number,"id"?: never,"kind": string,"metadata"?: NonNullable<Json>,"org_id": string,"overage_after"?: number,"overage_delta"?: number,"request_id"?: string | null
                   }
                   Update: {
-                    "actor_role"?: string,"actor_user_id"?: string | null,"amount"?: number,"balance_after"?: number,"created_at"?: string,"grant_id"?: string | null,"held_after"?: number,"held_delta"?: number,"id"?: never,"kind"?: string,"metadata"?: NonNullable<Json>,"org_id"?: string,"request_id"?: string | null
+                    "actor_role"?: string,"actor_user_id"?: string | null,"amount"?: number,"balance_after"?: number,"created_at"?: string,"grant_id"?: string | null,"held_after"?: number,"held_delta"?: number,"id"?: never,"kind"?: string,"metadata"?: NonNullable<Json>,"org_id"?: string,"overage_after"?: number,"overage_delta"?: number,"request_id"?: string | null
                   }
                   Relationships: [
                     {
@@ -261,14 +261,14 @@ isOneToOne: false
                   ]
                 },"credit_revocations": {
                   Row: {
-                    "actor_role": string,"actor_user_id": string | null,"allocations": NonNullable<Json>,"amount": number,"balance_after": number,"created_at": string,"external_ref": string,"grant_id": string | null,"metadata": NonNullable<Json>,"org_id": string,"reason": string,"revoked": number,"shortfall": number
+                    "actor_role": string,"actor_user_id": string | null,"allocations": NonNullable<Json>,"amount": number,"balance_after": number,"created_at": string,"external_ref": string,"grant_id": string | null,"metadata": NonNullable<Json>,"org_id": string,"overage": number,"reason": string,"revoked": number,"shortfall": number
                   }
                   ComputedFields: never
                   Insert: {
-                    "actor_role": string,"actor_user_id"?: string | null,"allocations"?: NonNullable<Json>,"amount": number,"balance_after": number,"created_at"?: string,"external_ref": string,"grant_id"?: string | null,"metadata"?: NonNullable<Json>,"org_id": string,"reason": string,"revoked": number,"shortfall": number
+                    "actor_role": string,"actor_user_id"?: string | null,"allocations"?: NonNullable<Json>,"amount": number,"balance_after": number,"created_at"?: string,"external_ref": string,"grant_id"?: string | null,"metadata"?: NonNullable<Json>,"org_id": string,"overage"?: number,"reason": string,"revoked": number,"shortfall": number
                   }
                   Update: {
-                    "actor_role"?: string,"actor_user_id"?: string | null,"allocations"?: NonNullable<Json>,"amount"?: number,"balance_after"?: number,"created_at"?: string,"external_ref"?: string,"grant_id"?: string | null,"metadata"?: NonNullable<Json>,"org_id"?: string,"reason"?: string,"revoked"?: number,"shortfall"?: number
+                    "actor_role"?: string,"actor_user_id"?: string | null,"allocations"?: NonNullable<Json>,"amount"?: number,"balance_after"?: number,"created_at"?: string,"external_ref"?: string,"grant_id"?: string | null,"metadata"?: NonNullable<Json>,"org_id"?: string,"overage"?: number,"reason"?: string,"revoked"?: number,"shortfall"?: number
                   }
                   Relationships: [
                     {
@@ -624,7 +624,7 @@ isOneToOne: false
 { Args: { "p_days"?: number,"p_org_id"?: string }; Returns: Json
                            },
 "grant_credits":
-{ Args: { "p_amount": number,"p_effective_at"?: string,"p_expires_at"?: string,"p_external_ref"?: string,"p_metadata"?: Json,"p_org_id": string,"p_pending"?: boolean,"p_priority"?: number,"p_source": string }; Returns: Json
+{ Args: { "p_amount": number,"p_effective_at"?: string,"p_expires_at"?: string,"p_external_ref"?: string,"p_metadata"?: Json,"p_operations"?: (string)[],"p_org_id": string,"p_pending"?: boolean,"p_priority"?: number,"p_source": string }; Returns: Json
                            },
 "grant_onboarding_credits":
 { Args: { "p_amount": number,"p_expires_at"?: string,"p_user_id": string }; Returns: Json
@@ -684,6 +684,9 @@ isOneToOne: false
                            },
 "set_org_billing":
 { Args: { "p_org_id": string,"p_stripe_customer_id": string,"p_stripe_payment_method_id"?: string }; Returns: undefined
+                           },
+"set_overage_limit":
+{ Args: { "p_limit": number,"p_org_id": string }; Returns: Json
                            },
 "settle_meter_request":
 { Args: { "p_body": string,"p_capture": boolean,"p_content_type": string,"p_org_id": string,"p_request_id": string,"p_result": Json,"p_status": number }; Returns: Json

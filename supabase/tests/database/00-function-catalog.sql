@@ -24,13 +24,13 @@ insert into expected_functions values
   ('private.check_credits(p_value bigint, p_field text, p_key text, p_min bigint, p_hint text)', false, '{}'),
   ('private.check_request_id(p_request_id text)',                                                false,   '{}'),
   ('private.lock_balance(p_org_id uuid)',                                                        false,   '{}'),
-  ('private.apply_balance_change(p_org_id uuid, p_kind text, p_amount bigint, p_held_delta bigint, p_request_id text, p_grant_id uuid, p_metadata jsonb)',
+  ('private.apply_balance_change(p_org_id uuid, p_kind text, p_amount bigint, p_held_delta bigint, p_request_id text, p_grant_id uuid, p_metadata jsonb, p_overage_delta bigint)',
                                                                                                  false,   '{}'),
   ('private.expire_due_grants(p_org_id uuid)',                                                   false,   '{}'),
   ('private.expire_grants(p_org_id uuid, p_grant_ids uuid[], OUT grants integer, OUT credits bigint)', false, '{}'),
   ('private.lock_and_settle(p_org_id uuid)',                                                    false,   '{}'),
-  ('private.burn_grants(p_org_id uuid, p_amount bigint)',                                        false,   '{}'),
-  ('private.return_to_grants(p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint)',
+  ('private.burn_grants(p_org_id uuid, p_amount bigint, p_operation text)',                      false,   '{}'),
+  ('private.return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint)',
                                                                                                  false,   '{}'),
   -- credit RPCs (20261121100200_credit_rpcs.sql)
   ('private.request_result(p_request credit_requests, p_replayed boolean)',                      false,   '{}'),
@@ -43,13 +43,13 @@ insert into expected_functions values
   ('private.lock_request(p_org_id uuid, p_request_id text)',                                     false,   '{}'),
   ('private.grant_result(p_grant credit_grants, p_replayed boolean)',                            false,   '{}'),
   ('private.lock_grant(p_org_id uuid, p_source text, p_external_ref text)',                     false,   '{}'),
-  ('private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone)',
+  ('private.insert_grant(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone, p_operations text[])',
                                                                                                  false,   '{}'),
   ('public.consume_credits(p_operation text, p_request_id text, p_quantity integer, p_org_id uuid, p_metadata jsonb)',
                                                                                                  true,    '{authenticated}'),
   ('public.get_credit_balance(p_org_id uuid)',                                                   false,   '{authenticated}'),
   ('public.get_usage_stats(p_days integer, p_org_id uuid)',                                      false,   '{authenticated}'),
-  ('public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone)',
+  ('public.grant_credits(p_org_id uuid, p_amount bigint, p_source text, p_external_ref text, p_expires_at timestamp with time zone, p_metadata jsonb, p_priority integer, p_pending boolean, p_effective_at timestamp with time zone, p_operations text[])',
                                                                                                  true,    '{service_role}'),
   ('public.activate_credit_grant(p_org_id uuid, p_source text, p_external_ref text)',            true,    '{service_role}'),
   ('public.void_credit_grant(p_org_id uuid, p_source text, p_external_ref text)',                true,    '{service_role}'),
@@ -164,7 +164,13 @@ insert into expected_functions values
   ('public.activate_scheduled_grants(p_batch_size integer)',                                     true,    '{service_role}'),
   -- batch charges (20261201110000_consume_credits_batch.sql)
   ('private.check_batch_items(p_items jsonb, p_max_items integer)',                              false,   '{}'),
-  ('public.consume_credits_batch(p_items jsonb, p_org_id uuid, p_atomic boolean)',               true,    '{authenticated}');
+  ('public.consume_credits_batch(p_items jsonb, p_org_id uuid, p_atomic boolean)',               true,    '{authenticated}'),
+  -- scoped credits and overage (20261202090000_scoped_credits_and_overage.sql); apply_balance_change,
+  -- lock_and_settle, burn_grants, return_to_grants, insert_grant and grant_credits are redefined there
+  ('private.can_spend(p_org_id uuid, p_available bigint, p_overage bigint, p_overage_limit bigint)', false, '{}'),
+  ('private.credit_grant(p_grant_id uuid, p_metadata jsonb)',                                    false,   '{}'),
+  ('private.check_operations(p_operations text[])',                                              false,   '{}'),
+  ('public.set_overage_limit(p_org_id uuid, p_limit bigint)',                                    true,    '{service_role}');
 
 create temporary view actual_functions as
 select

@@ -107,8 +107,8 @@ select tests.authenticate_as(:'bob');
 select is(
   public.get_credit_balance(),
   jsonb_build_object('org_id', :'bob_org'::uuid, 'available', 0, 'held', 0, 'next_expiry_at', null, 'next_expiry_amount', null,
-    'scheduled', 0, 'next_start_at', null, 'next_start_amount', null),
-  'an org without credits: zeros and no expiry'
+    'scheduled', 0, 'next_start_at', null, 'next_start_amount', null, 'overage', 0, 'overage_limit', 0, 'scopes', '[]'::jsonb),
+  'an org without credits: zeros, no expiry, no debt, no scopes'
 );
 select tests.authenticate_as_anon();
 select throws_ok('select public.get_credit_balance()', '42501', null, 'anon cannot read a balance');
