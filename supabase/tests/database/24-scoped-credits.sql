@@ -293,7 +293,8 @@ select public.revoke_credits(:'bo_org', 40, 'chargeback', 'bo-case-1') as bo_r \
 select is(:'bo_r'::jsonb -> 'allocations',
   jsonb_build_array(jsonb_build_object('grant_id', :'bo_img'::uuid, 'amount', 30), jsonb_build_object('grant_id', :'bo_any'::uuid, 'amount', 10)),
   'a revocation takes the scoped grant too, in burn-down order');
-select is((:'bo_r'::jsonb ->> 'revoked', :'bo_r'::jsonb ->> 'shortfall'), ('40', '0'), 'revoked 40, no shortfall');
+select is(jsonb_build_object('revoked', :'bo_r'::jsonb -> 'revoked', 'shortfall', :'bo_r'::jsonb -> 'shortfall'), '{"revoked": 40, "shortfall": 0}'::jsonb,
+  'revoked 40, no shortfall');
 select is((select available from public.credit_balances where org_id = :'bo_org'), 5::bigint, 'bo: 5 left');
 
 -- The flag: the org can spend on something ----------------------------------------------------------
@@ -322,7 +323,7 @@ select is((select jsonb_build_object('available', b.available, 'flag', o.has_usa
 select tests.authenticate_as_service_role();
 select public.refresh_orgs_has_usage_credits() as ignored \gset
 select tests.clear_authentication();
-select is((select array_agg(has_usage_credits order by name) from (values (:'ann_org'::uuid, 'a'), (:'bo_org'::uuid, 'b'), (:'cy_org'::uuid, 'c')) v(id, name) join public.orgs o on o.id = v.id),
+select is((select array_agg(o.has_usage_credits order by v.label) from (values (:'ann_org'::uuid, 'a'::text), (:'bo_org'::uuid, 'b'), (:'cy_org'::uuid, 'c')) v(id, label) join public.orgs o on o.id = v.id),
   array[true, false, true], 'refresh_orgs_has_usage_credits keeps the flags: ann true, bo false, cy true');
 -- Spending the last scoped credits clears the flag in the charge's own transaction.
 select tests.authenticate_as_service_role();
