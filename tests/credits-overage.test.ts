@@ -260,8 +260,8 @@ describe('overage', () => {
       [org],
     )
     expect(rows).toHaveLength(13)
-    for (const row of rows) expect({ ref: row.external_ref, entries: row.entries, delta: row.delta, credited: row.credited }).toEqual({
-      ref: row.external_ref, entries: 1, delta: -row.overage_repaid, credited: row.amount,
+    for (const row of rows) expect({ ref: row.external_ref, entries: row.entries, deltaPlusRepaid: row.delta + row.overage_repaid, credited: row.credited }).toEqual({
+      ref: row.external_ref, entries: 1, deltaPlusRepaid: 0, credited: row.amount,
     })
     const repaid = rows.reduce((sum, r) => sum + r.overage_repaid, 0)
     // The first grant to take the lock found at least 70 of debt.

@@ -8,16 +8,18 @@
 -- relative order matters differ by priority or expiry.
 begin;
 \ir helpers/setup.psql
-select plan(86);
+select plan(89);
 
 select tests.create_user('ann@example.test') as ann \gset
 select tests.create_user('bo@example.test') as bo \gset
 select tests.create_user('cy@example.test') as cy \gset
 select tests.create_user('di@example.test') as di \gset
+select tests.create_user('ed@example.test') as ed \gset
 select tests.personal_org(:'ann') as ann_org \gset
 select tests.personal_org(:'bo') as bo_org \gset
 select tests.personal_org(:'cy') as cy_org \gset
 select tests.personal_org(:'di') as di_org \gset
+select tests.personal_org(:'ed') as ed_org \gset
 insert into public.credit_prices (operation, credits) values ('sc_img', 10), ('sc_txt', 1), ('sc_vid', 5), ('sc_other', 2);
 -- 101 more operations, all priced: a set of 101 names is refused for its size, not for a name.
 insert into public.credit_prices (operation, credits)
@@ -226,6 +228,25 @@ select is(jsonb_path_query_array(public.get_credit_balance() -> 'scopes', '$[*] 
   'the refunded credits are back in their scope');
 select tests.clear_authentication();
 select is(public.reconcile_credits(), 0, 'reconcile_credits: no discrepancy after holds, captures, releases and refunds');
+
+-- A refund of credits whose scoped grant expired meanwhile comes back as a refund grant (the
+-- existing rule); it stays scoped to what the credits could buy, never wider.
+select tests.authenticate_as_service_role();
+select public.grant_credits(:'ed_org', 30, 'promotion', 'ed-img', now() + interval '1 day', p_operations => array['sc_img']) as ignored \gset
+select tests.authenticate_as(:'ed');
+select public.consume_credits('sc_img', 'ed-1', 2) as ignored \gset
+select tests.clear_authentication();
+update public.credit_grants set expires_at = now() - interval '1 second' where org_id = :'ed_org' and external_ref = 'ed-img';
+select tests.authenticate_as_service_role();
+select public.expire_credit_grants() as ignored \gset
+select public.refund_credits(:'ed_org', 'ed-1', 'backend failed') as ignored \gset
+select results_eq(format($$select source, amount, operations from public.credit_grants where org_id = %L and source = 'refund'$$, :'ed_org'),
+  $$values ('refund', 20::bigint, '{sc_img}'::text[])$$, 'the refund grant of expired scoped credits keeps their scope');
+select tests.authenticate_as(:'ed');
+select is(tests.error_of($$select public.consume_credits('sc_txt', 'ed-2', 1)$$) ->> 'message', 'insufficient_credits',
+  'so the refunded image credits do not pay for text');
+select tests.clear_authentication();
+select is(public.reconcile_credits(), 0, 'reconcile_credits: no discrepancy after a regranted refund');
 
 -- Scopes: grouping, order, what is left out ---------------------------------------------------------
 

@@ -7,7 +7,7 @@
 -- scoped credits running into overage, and reconcile_credits() (clean, and catching corruption).
 begin;
 \ir helpers/setup.psql
-select plan(138);
+select plan(146);
 
 select tests.create_user('eve@example.test') as eve \gset
 select tests.create_user('fay@example.test') as fay \gset
@@ -17,6 +17,7 @@ select tests.create_user('ivy@example.test') as ivy \gset
 select tests.create_user('jo@example.test') as jo \gset
 select tests.create_user('kay@example.test') as kay \gset
 select tests.create_user('lu@example.test') as lu \gset
+select tests.create_user('mo@example.test') as mo \gset
 select tests.personal_org(:'eve') as eve_org \gset
 select tests.personal_org(:'fay') as fay_org \gset
 select tests.personal_org(:'gus') as gus_org \gset
@@ -25,6 +26,7 @@ select tests.personal_org(:'ivy') as ivy_org \gset
 select tests.personal_org(:'jo') as jo_org \gset
 select tests.personal_org(:'kay') as kay_org \gset
 select tests.personal_org(:'lu') as lu_org \gset
+select tests.personal_org(:'mo') as mo_org \gset
 insert into public.credit_prices (operation, credits) values ('ov_a', 10), ('ov_b', 1);
 
 -- An org's figures in one value, whatever role the test acts as.
@@ -231,6 +233,27 @@ select is(tests.entries(:'fay_org', :mark),
 select is(tests.books(:'fay_org'), '{"available": 5, "overage": 0, "held": 0, "limit": 50, "flag": true}'::jsonb, 'debt repaid');
 select tests.clear_authentication();
 select is(public.reconcile_credits(), 0, 'reconcile_credits: consistent after scoped, pending and scheduled grants');
+
+-- Onboarding and checkout grants are unscoped: they pay the debt too.
+select public.set_overage_limit(:'mo_org', 100) as ignored \gset
+select tests.authenticate_as(:'mo');
+select public.consume_credits('ov_a', 'm-1', 5) as ignored \gset
+select tests.authenticate_as_service_role();
+select public.grant_onboarding_credits(:'mo', 5) ->> 'grant_id' as m_onb \gset
+select is(tests.grant_state(:'m_onb'), '{"remaining": 0, "overage_repaid": 5}'::jsonb, 'an onboarding grant pays the debt');
+select is(public.apply_checkout_event('evt_mo_1', 'checkout.session.completed', 'cs_mo_1', :'mo_org', 30, 'paid', 'pi_mo_1', 3000, 'EUR') ->> 'outcome', 'granted',
+  'a paid checkout grants');
+select is((select jsonb_build_object('remaining', remaining, 'overage_repaid', overage_repaid) from public.credit_grants where org_id = :'mo_org' and external_ref = 'cs_mo_1'),
+  '{"remaining": 0, "overage_repaid": 30}'::jsonb, 'and its grant pays the debt');
+select public.apply_checkout_event('evt_mo_2', 'checkout.session.completed', 'cs_mo_2', :'mo_org', 40, 'unpaid', 'pi_mo_2', 4000, 'EUR') as ignored \gset
+select is(tests.books(:'mo_org'), '{"available": -15, "overage": 15, "held": 0, "limit": 100, "flag": true}'::jsonb, 'an unpaid checkout pays nothing yet');
+select public.apply_checkout_event('evt_mo_3', 'checkout.session.async_payment_succeeded', 'cs_mo_2', :'mo_org', 40, 'paid', 'pi_mo_2', 4000, 'EUR') as ignored \gset
+select is((select jsonb_build_object('remaining', remaining, 'overage_repaid', overage_repaid) from public.credit_grants where org_id = :'mo_org' and external_ref = 'cs_mo_2'),
+  '{"remaining": 25, "overage_repaid": 15}'::jsonb, 'its payment succeeding pays the rest of the debt');
+select is(tests.books(:'mo_org'), '{"available": 25, "overage": 0, "held": 0, "limit": 100, "flag": true}'::jsonb, 'mo: 25, no debt');
+select is((select count(*)::int from public.credit_ledger where org_id = :'mo_org' and kind = 'grant'), 3, 'one grant entry per grant');
+select tests.clear_authentication();
+select is(public.reconcile_credits(), 0, 'reconcile_credits: consistent after onboarding and checkout repayments');
 
 -- Holds, captures, releases, refunds: the debt goes back first ---------------------------------------------
 -- Gus's grants have distinct priorities, so the burn order is fixed.
