@@ -148,22 +148,22 @@ select is((select allocations from public.credit_requests where org_id = :'ann_o
 -- Left: img 0, img2 20, tv 20, u1 100 (140). sc_img may use 120, sc_vid 120, sc_txt 120, sc_other 100.
 select tests.authenticate_as(:'ann');
 select is(tests.error_of($$select public.consume_credits('sc_img', 'x-1', 13)$$),
-  '{"sqlstate": "PT402", "message": "insufficient_credits", "detail": {"required": 130, "available": 120, "operation": "sc_img", "quantity": 13, "overage": 0, "overage_limit": 0}}'::jsonb,
+  '{"sqlstate": "PT402", "message": "insufficient_credits", "detail": {"required": 130, "available": 120, "operation": "sc_img", "quantity": 13}}'::jsonb,
   'sc_img: available counts img2 and u1, not tv');
 select is(tests.error_of($$select public.consume_credits('sc_other', 'x-2', 51)$$) -> 'detail',
-  '{"required": 102, "available": 100, "operation": "sc_other", "quantity": 51, "overage": 0, "overage_limit": 0}'::jsonb,
+  '{"required": 102, "available": 100, "operation": "sc_other", "quantity": 51}'::jsonb,
   'sc_other: only the unscoped grant');
 select is(tests.error_of($$select public.consume_credits('sc_vid', 'x-3', 25)$$) -> 'detail',
-  '{"required": 125, "available": 120, "operation": "sc_vid", "quantity": 25, "overage": 0, "overage_limit": 0}'::jsonb,
+  '{"required": 125, "available": 120, "operation": "sc_vid", "quantity": 25}'::jsonb,
   'sc_vid: tv and u1, not the sc_img grants');
 select tests.authenticate_as_service_role();
 select is(tests.error_of(format($$select public.reserve_credits(%L, %L, 'sc_img', 'x-5', 13)$$, :'ann_org', :'ann')) -> 'detail',
-  '{"required": 130, "available": 120, "operation": "sc_img", "quantity": 13, "overage": 0, "overage_limit": 0}'::jsonb,
+  '{"required": 130, "available": 120, "operation": "sc_img", "quantity": 13}'::jsonb,
   'reserve_credits: the same details');
 select tests.authenticate_as(:'ann');
 select is(public.consume_credits_batch('[{"operation": "sc_other", "request_id": "x-7", "quantity": 51}, {"operation": "sc_txt", "request_id": "x-8", "quantity": 121}]', p_atomic => false) -> 'results',
-  '[{"request_id": "x-7", "operation": "sc_other", "error": "insufficient_credits", "sqlstate": "PT402", "details": {"required": 102, "available": 100, "operation": "sc_other", "quantity": 51, "overage": 0, "overage_limit": 0}},
-    {"request_id": "x-8", "operation": "sc_txt", "error": "insufficient_credits", "sqlstate": "PT402", "details": {"required": 121, "available": 120, "operation": "sc_txt", "quantity": 121, "overage": 0, "overage_limit": 0}}]'::jsonb,
+  '[{"request_id": "x-7", "operation": "sc_other", "error": "insufficient_credits", "sqlstate": "PT402", "details": {"required": 102, "available": 100, "operation": "sc_other", "quantity": 51}},
+    {"request_id": "x-8", "operation": "sc_txt", "error": "insufficient_credits", "sqlstate": "PT402", "details": {"required": 121, "available": 120, "operation": "sc_txt", "quantity": 121}}]'::jsonb,
   'per-item batch: each item''s details say what its operation may use');
 select tests.clear_authentication();
 select results_eq(
@@ -297,7 +297,7 @@ select is(public.grant_onboarding_credits(:'cy', 7) -> 'operations', 'null'::jso
 select public.grant_credits(:'bo_org', 30, 'promotion', 'bo-img', p_priority => 50, p_operations => array['sc_img']) ->> 'grant_id' as bo_img \gset
 select tests.authenticate_as(:'bo');
 select is(tests.error_of($$select public.create_workflow('w1', p_request_id => 'wf-1')$$),
-  '{"sqlstate": "PT402", "message": "insufficient_credits", "detail": {"required": 5, "available": 0, "operation": "workflow_create", "quantity": 1, "overage": 0, "overage_limit": 0}}'::jsonb,
+  '{"sqlstate": "PT402", "message": "insufficient_credits", "detail": {"required": 5, "available": 0, "operation": "workflow_create", "quantity": 1}}'::jsonb,
   'a workflow cannot spend credits scoped to another operation');
 select tests.authenticate_as_service_role();
 select public.grant_credits(:'bo_org', 20, 'purchase', 'bo-any') ->> 'grant_id' as bo_any \gset
