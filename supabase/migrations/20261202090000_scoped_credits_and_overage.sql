@@ -362,7 +362,8 @@ create function private.return_to_grants(
   out allocations jsonb,
   out returned_live bigint,
   out returned_expired bigint,
-  out returned_debt bigint
+  out returned_debt bigint,
+  out expired_operations text[]
 )
 returns record
 language plpgsql
@@ -376,6 +377,9 @@ declare
   v_piece record;
   v_repaid record;
   v_back bigint;
+  v_expired_unscoped boolean := false;
+  v_expired_scopes text[] := '{}';
+  v_operations text[];
 begin
   returned_live := 0;
   returned_expired := 0;
@@ -410,6 +414,7 @@ begin
               expired_amount = expired_amount + least(v_back, v_repaid.overage_repaid)
           where id = v_repaid.id;
           returned_expired := returned_expired + least(v_back, v_repaid.overage_repaid);
+          v_expired_unscoped := true;      -- only unscoped grants repay debt
         end if;
         v_back := v_back - least(v_back, v_repaid.overage_repaid);
       end loop;
@@ -419,13 +424,16 @@ begin
       end if;
       v_left := v_left - v_give;
     elsif v_give > 0 then
-      select g.status = 'active' into v_live from public.credit_grants g where g.id = v_piece.grant_id for update;
+      select g.status = 'active', g.operations into v_live, v_operations
+      from public.credit_grants g where g.id = v_piece.grant_id for update;
       if v_live then
         update public.credit_grants set remaining = remaining + v_give where id = v_piece.grant_id;
         returned_live := returned_live + v_give;
       else
         update public.credit_grants set expired_amount = expired_amount + v_give where id = v_piece.grant_id;
         returned_expired := returned_expired + v_give;
+        v_expired_unscoped := v_expired_unscoped or v_operations is null;
+        v_expired_scopes := v_expired_scopes || v_operations;
       end if;
       v_left := v_left - v_give;
     end if;
@@ -441,11 +449,16 @@ begin
     (select jsonb_agg(k.value - 'ord' order by (k.value ->> 'ord')::int) from jsonb_array_elements(v_kept) k),
     '[]'
   );
+  -- What the expired credits could be spent on: any operation if one of their grants could,
+  -- else the operations their grants covered.
+  if returned_expired > 0 and not v_expired_unscoped then
+    expired_operations := (select array_agg(distinct o order by o) from unnest(v_expired_scopes) o);
+  end if;
 end
 $$;
 revoke all on function private.return_to_grants(uuid, jsonb, bigint) from public;
 comment on function private.return_to_grants(uuid, jsonb, bigint) is
-  'Returns credits to where a request drew them from, newest piece first: grants (live, or expired with them) and the overage debt piece (lowers the debt, or goes back to the grants that repaid it). Balance locked by the caller. Internal.';
+  'Returns credits to where a request drew them from, newest piece first: grants (live, or expired with them) and the overage debt piece (lowers the debt, or goes back to the grants that repaid it); expired_operations: what the expired part could be spent on (null: anything). Balance locked by the caller. Internal.';
 
 create or replace function private.release_hold(p_request public.credit_requests, p_amount bigint, p_reason text,
                                                 out allocations jsonb, out balance_after bigint)
@@ -499,9 +512,11 @@ begin
 
   v_back := private.return_to_grants(p_org_id, v_request.allocations, v_request.charged);
   if v_back.returned_expired > 0 then
-    insert into public.credit_grants (org_id, amount, remaining, source, external_ref, priority, expires_at, metadata, activated_at)
+    -- Made whole for our failure, for what those credits could buy: the regrant keeps their scope.
+    insert into public.credit_grants (org_id, amount, remaining, source, external_ref, priority, expires_at, metadata, activated_at,
+                                      operations)
     values (p_org_id, v_back.returned_expired, v_back.returned_expired, 'refund', p_request_id, 0, now() + interval '7 days',
-            jsonb_build_object('request_id', p_request_id, 'reason', p_reason), now())
+            jsonb_build_object('request_id', p_request_id, 'reason', p_reason), now(), v_back.expired_operations)
     returning id into v_regrant_id;
   end if;
   v_balance := private.apply_balance_change(p_org_id, 'refund', v_request.charged, 0, p_request_id, v_regrant_id,
@@ -513,8 +528,9 @@ begin
 end
 $$;
 
--- The charge: the one extra step for scoped credits and overage is a probe of the org's scoped
--- grants (an empty partial index for most orgs); the figures come with the balance lock.
+-- The charge: when the head covering grant pays it all (the common case) nothing is added to
+-- the plain charge but a filter on the head grant's scope; otherwise one probe of the org's
+-- scoped grants gives what the operation may spend. The figures come with the balance lock.
 create or replace function private.charge(
   p_org_id uuid, p_user_id uuid, p_kind text, p_operation text, p_request_id text,
   p_quantity integer, p_ttl_seconds integer, p_metadata jsonb
@@ -562,51 +578,52 @@ begin
   end if;
   v_cost := v_price * p_quantity;
 
-  -- What this operation may spend: every grant's credits net of the debt, less the scoped
-  -- grants that do not cover it.
-  v_available := v_balance.available - coalesce((
-    select sum(g.remaining) from public.credit_grants g
-    where g.org_id = p_org_id and g.status = 'active' and g.operations is not null
-      and g.remaining > 0 and not (p_operation = any (g.operations))), 0);
-  if v_cost > v_available + v_balance.overage_limit then
-    perform private.fail('insufficient_credits', 'PT402',
-      jsonb_build_object('required', v_cost, 'available', v_available, 'operation', p_operation, 'quantity', p_quantity)
-        -- The overage figures, for an org that has an overage limit or a debt.
-        || case when v_balance.overage_limit > 0 or v_balance.overage > 0
-                then jsonb_build_object('overage', v_balance.overage, 'overage_limit', v_balance.overage_limit)
-                else '{}' end,
-      'top up credits or lower the quantity');
+  if v_cost > 0 and v_balance.overage <= v_balance.overage_limit then
+    -- The common case first: the head covering grant in burn-down order covers the whole
+    -- charge. Then the charge is allowed (the debt is within the limit and grants pay it all),
+    -- and it is one UPDATE, found by its row address (no second index descent). No row lock
+    -- before it and no risk that the address moves: every writer of an org's grants holds its
+    -- balance lock. No grant is due here: lock_and_settle expired them.
+    update public.credit_grants g
+    set remaining = g.remaining - v_cost
+    where g.ctid = (
+        select h.ctid from public.credit_grants h
+        where h.org_id = p_org_id and h.status = 'active' and h.remaining > 0
+          and (h.operations is null or p_operation = any (h.operations))
+        order by h.priority, h.expires_at, h.created_at, h.id
+        limit 1
+      )
+      and g.remaining >= v_cost
+    returning g.id into v_grant_id;
   end if;
-  -- Beyond the covering grants' credits (v_available + overage), the rest is debt: within the
-  -- limit, by the test above.
-  v_debt := greatest(v_cost - (v_available + v_balance.overage), 0);
 
-  if v_cost > v_debt then
-    -- The head covering grant in burn-down order, when it covers the whole charge: one UPDATE,
-    -- found by its row address (no second index descent). No row lock before it and no risk
-    -- that the address moves: every writer of an org's grants holds its balance lock. No grant
-    -- is due here: lock_and_settle expired them.
-    if v_debt = 0 then
-      update public.credit_grants g
-      set remaining = g.remaining - v_cost
-      where g.ctid = (
-          select h.ctid from public.credit_grants h
-          where h.org_id = p_org_id and h.status = 'active' and h.remaining > 0
-            and (h.operations is null or p_operation = any (h.operations))
-          order by h.priority, h.expires_at, h.created_at, h.id
-          limit 1
-        )
-        and g.remaining >= v_cost
-      returning g.id into v_grant_id;
+  if v_grant_id is not null then
+    v_allocations := jsonb_build_array(jsonb_build_object('grant_id', v_grant_id, 'amount', v_cost));
+  elsif v_cost > 0 then
+    -- What this operation may spend: every grant's credits net of the debt, less the scoped
+    -- grants that do not cover it (one probe of an index that is empty for most orgs).
+    v_available := v_balance.available - coalesce((
+      select sum(g.remaining) from public.credit_grants g
+      where g.org_id = p_org_id and g.status = 'active' and g.operations is not null
+        and g.remaining > 0 and not (p_operation = any (g.operations))), 0);
+    if v_cost > v_available + v_balance.overage_limit then
+      perform private.fail('insufficient_credits', 'PT402',
+        jsonb_build_object('required', v_cost, 'available', v_available, 'operation', p_operation, 'quantity', p_quantity)
+          -- The overage figures, for an org that has an overage limit or a debt.
+          || case when v_balance.overage_limit > 0 or v_balance.overage > 0
+                  then jsonb_build_object('overage', v_balance.overage, 'overage_limit', v_balance.overage_limit)
+                  else '{}' end,
+        'top up credits or lower the quantity');
     end if;
-    if v_grant_id is not null then
-      v_allocations := jsonb_build_array(jsonb_build_object('grant_id', v_grant_id, 'amount', v_cost));
-    else
+    -- Beyond the covering grants' credits (v_available + overage) the rest is debt, within the
+    -- limit by the test above; the debt piece is always the last allocation.
+    v_debt := greatest(v_cost - (v_available + v_balance.overage), 0);
+    if v_cost > v_debt then
       v_allocations := private.burn_grants(p_org_id, v_cost - v_debt, p_operation);
     end if;
-  end if;
-  if v_debt > 0 then
-    v_allocations := v_allocations || jsonb_build_object('grant_id', null, 'amount', v_debt);
+    if v_debt > 0 then
+      v_allocations := v_allocations || jsonb_build_object('grant_id', null, 'amount', v_debt);
+    end if;
   end if;
 
   if p_kind = 'consume' then

@@ -30,7 +30,7 @@ insert into expected_functions values
   ('private.expire_grants(p_org_id uuid, p_grant_ids uuid[], OUT grants integer, OUT credits bigint)', false, '{}'),
   ('private.lock_and_settle(p_org_id uuid)',                                                    false,   '{}'),
   ('private.burn_grants(p_org_id uuid, p_amount bigint, p_operation text)',                      false,   '{}'),
-  ('private.return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint)',
+  ('private.return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint, OUT expired_operations text[])',
                                                                                                  false,   '{}'),
   -- credit RPCs (20261121100200_credit_rpcs.sql)
   ('private.request_result(p_request credit_requests, p_replayed boolean)',                      false,   '{}'),
