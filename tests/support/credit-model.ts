@@ -777,13 +777,16 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
       const before = netAvailable(org, now)
       const usable = covering(org, operation, now)
       if (cost > usable - org.overage + org.overageLimit) {
+        // README: the details carry the overage figures for an org with a limit or a debt (and
+        // leave them out otherwise).
+        const inOverage = org.overage > 0 || org.overageLimit > 0
         return expectError(outcome, 'PT402', 'insufficient_credits', {
           required: cost,
           available: usable - org.overage,
           operation,
           quantity: op.quantity,
-          overage: org.overage,
-          overage_limit: org.overageLimit,
+          overage: inOverage ? org.overage : null,
+          overage_limit: inOverage ? org.overageLimit : null,
         })
       }
       const fromGrants = Math.min(cost, usable)
