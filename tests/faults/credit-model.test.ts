@@ -602,6 +602,7 @@ function covered(state: State): string[] {
     ['a charge refunded', requests.some((r) => r.kind === 'consume' && r.status === 'refunded')],
     ['a capture refunded', requests.some((r) => r.kind === 'hold' && r.status === 'refunded')],
     ['expired credits refunded as a new grant', grants.some((g) => g.source === 'refund')],
+    ['expired scoped credits refunded as a scoped grant', grants.some((g) => g.source === 'refund' && g.operations !== null)],
     ['a partial capture', requests.some((r) => r.status !== 'held' && r.kind === 'hold' && r.charged > 0 && r.charged < r.reserved)],
     ['a hold released', requests.some((r) => r.status === 'released')],
     ['a hold released by its TTL', requests.some((r) => r.status === 'expired')],

@@ -878,19 +878,16 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
       const problems: Check = []
       if (back.expired > 0) {
         // README: credits whose grant has expired come back as a new grant (source refund,
-        // priority 0, expiring 7 days after the refund). Its scope is not specified beyond that:
-        // any operation, or the scope of the expired grant(s) the credits went to (read from the
-        // row, checked to be one of those). It gives the request's own credits back: not one of
+        // priority 0, expiring 7 days after the refund) covering what they could buy: the union
+        // of the expired grants' operations, or any operation when one of them was unscoped
+        // (grants that repaid debt are). It gives the request's own credits back: not one of
         // the ways a grant is credited that pay the debt (insert, activation, start, checkout).
         const row = observedGrant(ctx, op.org, 'refund', op.rid)
         if (!row) return [`refund ${op.rid}: ${back.expired} credits of expired grants should come back as a refund grant; none in credit_grants`]
         problems.push(...within(`refund grant ${op.rid}.expires_at`, row.expires_at, ctx.startedAt + REFUND_GRANT_LIFETIME, ctx.endedAt + REFUND_GRANT_LIFETIME))
         const scopes = back.expiredScopes.map((x) => x.operations)
         const union = scopes.includes(null) ? null : [...new Set(scopes.flatMap((x) => x!))].sort()
-        const allowed = [null, union, ...scopes]
-        if (!allowed.some((a) => isDeepStrictEqual(a, row.operations))) {
-          problems.push(`refund grant ${op.rid}: operations ${show(row.operations)}, expected one of ${show(allowed)}`)
-        }
+        if (!isDeepStrictEqual(union, row.operations)) problems.push(`refund grant ${op.rid}: operations ${show(row.operations)}, expected ${show(union)}`)
         const g: Grant = {
           id: row.id,
           source: 'refund',
@@ -901,7 +898,7 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
           revokedAmount: 0,
           status: 'active',
           wasPending: false,
-          operations: row.operations,
+          operations: union,
           overageRepaid: 0,
           activatedAt: row.activated_at,
           priority: 0,
