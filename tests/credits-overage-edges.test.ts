@@ -1,9 +1,9 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import type { PostgrestError } from '@supabase/supabase-js'
-import { serviceClient } from '../support/clients.ts'
-import { primaryDb } from '../support/db.ts'
-import { createPrice, expectRpcError, randomId, sleep, userTracker } from '../support/credits.ts'
-import { booksOf, expectOverageReconciled, grantScoped, setOverageLimit } from '../support/scoped-credits.ts'
+import { serviceClient } from './support/clients.ts'
+import { primaryDb } from './support/db.ts'
+import { createPrice, expectRpcError, randomId, sleep, userTracker } from './support/credits.ts'
+import { booksOf, expectOverageReconciled, grantScoped, setOverageLimit } from './support/scoped-credits.ts'
 
 type Answer = { data: Record<string, unknown> | null; error: PostgrestError | null; status: number }
 
