@@ -430,51 +430,52 @@ begin
   end if;
   v_cost := v_price * p_quantity;
 
-  -- What this operation may spend: every grant's credits net of the debt, less the scoped
-  -- grants that do not cover it.
-  v_available := v_balance.available - coalesce((
-    select sum(g.remaining) from public.credit_grants g
-    where g.org_id = p_org_id and g.status = 'active' and g.operations is not null
-      and g.remaining > 0 and not (p_operation = any (g.operations))), 0);
-  if v_cost > v_available + v_balance.overage_limit then
-    perform private.fail('insufficient_credits', 'PT402',
-      jsonb_build_object('required', v_cost, 'available', v_available, 'operation', p_operation, 'quantity', p_quantity)
-        -- The overage figures, for an org that has an overage limit or a debt.
-        || case when v_balance.overage_limit > 0 or v_balance.overage > 0
-                then jsonb_build_object('overage', v_balance.overage, 'overage_limit', v_balance.overage_limit)
-                else '{}' end,
-      'top up credits or lower the quantity');
+  if v_cost > 0 and v_balance.overage <= v_balance.overage_limit then
+    -- The common case first: the head covering grant in burn-down order covers the whole
+    -- charge. Then the charge is allowed (the debt is within the limit and grants pay it all),
+    -- and it is one UPDATE, found by its row address (no second index descent). No row lock
+    -- before it and no risk that the address moves: every writer of an org's grants holds its
+    -- balance lock. No grant is due here: lock_and_settle expired them.
+    update public.credit_grants g
+    set remaining = g.remaining - v_cost
+    where g.ctid = (
+        select h.ctid from public.credit_grants h
+        where h.org_id = p_org_id and h.status = 'active' and h.remaining > 0
+          and (h.operations is null or p_operation = any (h.operations))
+        order by h.priority, h.expires_at, h.created_at, h.id
+        limit 1
+      )
+      and g.remaining >= v_cost
+    returning g.id into v_grant_id;
   end if;
-  -- Beyond the covering grants' credits (v_available + overage), the rest is debt: within the
-  -- limit, by the test above.
-  v_debt := greatest(v_cost - (v_available + v_balance.overage), 0);
 
-  if v_cost > v_debt then
-    -- The head covering grant in burn-down order, when it covers the whole charge: one UPDATE,
-    -- found by its row address (no second index descent). No row lock before it and no risk
-    -- that the address moves: every writer of an org's grants holds its balance lock. No grant
-    -- is due here: lock_and_settle expired them.
-    if v_debt = 0 then
-      update public.credit_grants g
-      set remaining = g.remaining - v_cost
-      where g.ctid = (
-          select h.ctid from public.credit_grants h
-          where h.org_id = p_org_id and h.status = 'active' and h.remaining > 0
-            and (h.operations is null or p_operation = any (h.operations))
-          order by h.priority, h.expires_at, h.created_at, h.id
-          limit 1
-        )
-        and g.remaining >= v_cost
-      returning g.id into v_grant_id;
+  if v_grant_id is not null then
+    v_allocations := jsonb_build_array(jsonb_build_object('grant_id', v_grant_id, 'amount', v_cost));
+  elsif v_cost > 0 then
+    -- What this operation may spend: every grant's credits net of the debt, less the scoped
+    -- grants that do not cover it (one probe of an index that is empty for most orgs).
+    v_available := v_balance.available - coalesce((
+      select sum(g.remaining) from public.credit_grants g
+      where g.org_id = p_org_id and g.status = 'active' and g.operations is not null
+        and g.remaining > 0 and not (p_operation = any (g.operations))), 0);
+    if v_cost > v_available + v_balance.overage_limit then
+      perform private.fail('insufficient_credits', 'PT402',
+        jsonb_build_object('required', v_cost, 'available', v_available, 'operation', p_operation, 'quantity', p_quantity)
+          -- The overage figures, for an org that has an overage limit or a debt.
+          || case when v_balance.overage_limit > 0 or v_balance.overage > 0
+                  then jsonb_build_object('overage', v_balance.overage, 'overage_limit', v_balance.overage_limit)
+                  else '{}' end,
+        'top up credits or lower the quantity');
     end if;
-    if v_grant_id is not null then
-      v_allocations := jsonb_build_array(jsonb_build_object('grant_id', v_grant_id, 'amount', v_cost));
-    else
+    -- Beyond the covering grants' credits (v_available + overage) the rest is debt, within the
+    -- limit by the test above; the debt piece is always the last allocation.
+    v_debt := greatest(v_cost - (v_available + v_balance.overage), 0);
+    if v_cost > v_debt then
       v_allocations := private.burn_grants(p_org_id, v_cost - v_debt, p_operation);
     end if;
-  end if;
-  if v_debt > 0 then
-    v_allocations := v_allocations || jsonb_build_object('grant_id', null, 'amount', v_debt);
+    if v_debt > 0 then
+      v_allocations := v_allocations || jsonb_build_object('grant_id', null, 'amount', v_debt);
+    end if;
   end if;
 
   if p_kind = 'consume' then
@@ -635,18 +636,19 @@ begin
   if p_operations is null then
     return null;
   end if;
-  if cardinality(p_operations) not between 1 and 100 or array_position(p_operations, null) is not null
-     or exists (select from unnest(p_operations) o where o !~ '^[a-z][a-z0-9_.:-]{0,63}$') then
-    perform private.fail('invalid_operations', jsonb_build_object('operations', to_jsonb(p_operations), 'min', 1, 'max', 100),
-      'null for any operation, or 1 to 100 operation names from the price list');
+  if coalesce(array_ndims(p_operations), 1) <> 1 or cardinality(p_operations) not between 1 and 100
+     or exists (select from unnest(p_operations) o where o is null or o !~ '^[a-z][a-z0-9_.:-]{0,63}$') then
+    perform private.fail('invalid_operations', jsonb_build_object('count', cardinality(p_operations), 'min', 1, 'max', 100)
+        || case when cardinality(p_operations) <= 100 then jsonb_build_object('operations', to_jsonb(p_operations)) else '{}' end,
+      'null for any operation, or a flat list of 1 to 100 operation names from the price list');
   end if;
   select array_agg(distinct o order by o) into v_sorted from unnest(p_operations) o;
   select array_agg(o order by o) into v_unknown
   from unnest(v_sorted) o
-  where not exists (select from public.credit_prices p where p.operation = o);
+  where not exists (select from public.credit_prices p where p.operation = o and p.active);
   if v_unknown is not null then
     perform private.fail('unknown_operation', jsonb_build_object('operations', to_jsonb(v_unknown)),
-      'a scoped grant names operations of the price list');
+      'a scoped grant names active operations of the price list');
   end if;
   return v_sorted;
 end
@@ -815,18 +817,11 @@ CREATE FUNCTION private.credit_grant(p_grant_id uuid, p_metadata jsonb) RETURNS 
     AS $$
 declare
   v_grant public.credit_grants;
-  v_paid bigint := 0;
+  v_paid bigint;
 begin
   select * into v_grant from public.credit_grants g where g.id = p_grant_id;
-  if v_grant.operations is null then
-    -- The balance row is locked by the caller: the debt cannot move under us.
-    select least(b.overage, v_grant.remaining) into v_paid from public.credit_balances b where b.org_id = v_grant.org_id;
-    if v_paid > 0 then
-      update public.credit_grants
-      set remaining = remaining - v_paid, overage_repaid = overage_repaid + v_paid
-      where id = p_grant_id;
-    end if;
-  end if;
+  v_paid := private.repay_debt(p_grant_id,
+    (select b.overage from public.credit_balances b where b.org_id = v_grant.org_id), v_grant.remaining);
   return private.apply_balance_change(v_grant.org_id, 'grant', v_grant.amount, 0, null, p_grant_id,
     case when v_paid > 0 then coalesce(p_metadata, '{}') || jsonb_build_object('overage_repaid', v_paid)
          else coalesce(p_metadata, '{}') end,
@@ -1077,7 +1072,7 @@ CREATE TABLE public.credit_grants (
     CONSTRAINT credit_grants_expired_amount_check CHECK ((expired_amount >= 0)),
     CONSTRAINT credit_grants_external_ref_check CHECK (((char_length(external_ref) >= 1) AND (char_length(external_ref) <= 200))),
     CONSTRAINT credit_grants_metadata_check CHECK ((jsonb_typeof(metadata) = 'object'::text)),
-    CONSTRAINT credit_grants_operations_check CHECK (((operations IS NULL) OR (((cardinality(operations) >= 1) AND (cardinality(operations) <= 100)) AND (array_position(operations, NULL::text) IS NULL)))),
+    CONSTRAINT credit_grants_operations_check CHECK (((operations IS NULL) OR ((array_ndims(operations) = 1) AND ((cardinality(operations) >= 1) AND (cardinality(operations) <= 100)) AND (array_position(operations, NULL::text) IS NULL)))),
     CONSTRAINT credit_grants_overage_repaid_check CHECK ((overage_repaid >= 0)),
     CONSTRAINT credit_grants_priority_check CHECK (((priority >= 0) AND (priority <= 1000))),
     CONSTRAINT credit_grants_revoked_amount_check CHECK ((revoked_amount >= 0)),
@@ -2226,6 +2221,7 @@ CREATE FUNCTION private.reinstate_revoked(p_org_id uuid, p_grant_id uuid, p_amou
     AS $$
 declare
   v_grant public.credit_grants;
+  v_paid bigint;
 begin
   select * into v_grant from public.credit_grants g where g.id = p_grant_id and g.org_id = p_org_id for update;
   if not found or v_grant.revoked_amount < p_amount then
@@ -2235,7 +2231,9 @@ begin
   end if;
   if v_grant.status = 'active' then
     update public.credit_grants set remaining = remaining + p_amount, revoked_amount = revoked_amount - p_amount where id = p_grant_id;
-    perform private.apply_balance_change(p_org_id, 'reinstate', p_amount, 0, null, p_grant_id, coalesce(p_metadata, '{}'));
+    v_paid := private.repay_debt(p_grant_id, (select b.overage from public.credit_balances b where b.org_id = p_org_id), p_amount);
+    perform private.apply_balance_change(p_org_id, 'reinstate', p_amount, 0, null, p_grant_id,
+      coalesce(p_metadata, '{}') || case when v_paid > 0 then jsonb_build_object('overage_repaid', v_paid) else '{}' end, -v_paid);
     return p_amount;
   end if;
   update public.credit_grants set revoked_amount = revoked_amount - p_amount, expired_amount = expired_amount + p_amount where id = p_grant_id;
@@ -2248,7 +2246,7 @@ $$;
 -- Name: FUNCTION reinstate_revoked(p_org_id uuid, p_grant_id uuid, p_amount bigint, p_metadata jsonb); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.reinstate_revoked(p_org_id uuid, p_grant_id uuid, p_amount bigint, p_metadata jsonb) IS 'Gives revoked credits back to their grant (or lets them expire with it). Balance locked by the caller. Internal.';
+COMMENT ON FUNCTION private.reinstate_revoked(p_org_id uuid, p_grant_id uuid, p_amount bigint, p_metadata jsonb) IS 'Gives revoked credits back to their grant (an unscoped grant pays the org''s debt with them first), or lets them expire with it. Balance locked by the caller. Internal.';
 
 
 --
@@ -2286,6 +2284,35 @@ $$;
 --
 
 COMMENT ON FUNCTION private.release_hold(p_request public.credit_requests, p_amount bigint, p_reason text, OUT allocations jsonb, OUT balance_after bigint) IS 'The give-back rule for holds: returns p_amount of a hold''s credits to their grants (release, TTL expiry, partial capture). Internal.';
+
+
+--
+-- Name: repay_debt(uuid, bigint, bigint); Type: FUNCTION; Schema: private; Owner: -
+--
+
+CREATE FUNCTION private.repay_debt(p_grant_id uuid, p_debt bigint, p_credits bigint) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_paid bigint;
+begin
+  -- p_debt: the org's debt as the caller's pending balance change leaves it (balance locked by
+  -- the caller); p_credits: the grant's credits that just arrived. A scoped grant pays nothing.
+  update public.credit_grants g
+  set remaining = g.remaining - least(p_debt, p_credits), overage_repaid = g.overage_repaid + least(p_debt, p_credits)
+  where g.id = p_grant_id and g.operations is null and g.status = 'active' and least(p_debt, p_credits) > 0
+  returning least(p_debt, p_credits) into v_paid;
+  return coalesce(v_paid, 0);
+end
+$$;
+
+
+--
+-- Name: FUNCTION repay_debt(p_grant_id uuid, p_debt bigint, p_credits bigint); Type: COMMENT; Schema: private; Owner: -
+--
+
+COMMENT ON FUNCTION private.repay_debt(p_grant_id uuid, p_debt bigint, p_credits bigint) IS 'The repayment rule: credits that arrive on an active unscoped grant pay the org''s overage debt first (remaining → overage_repaid); returns what was paid, for the caller''s ledger entry (overage_delta). Balance locked by the caller. Internal.';
 
 
 --
@@ -2358,7 +2385,7 @@ COMMENT ON FUNCTION private.require_org_admin(p_org_id uuid) IS 'User RPCs: the 
 -- Name: return_to_grants(uuid, jsonb, bigint); Type: FUNCTION; Schema: private; Owner: -
 --
 
-CREATE FUNCTION private.return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint) RETURNS record
+CREATE FUNCTION private.return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint, OUT expired_operations text[]) RETURNS record
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -2370,6 +2397,9 @@ declare
   v_piece record;
   v_repaid record;
   v_back bigint;
+  v_expired_unscoped boolean := false;
+  v_expired_scopes text[] := '{}';
+  v_operations text[];
 begin
   returned_live := 0;
   returned_expired := 0;
@@ -2404,6 +2434,7 @@ begin
               expired_amount = expired_amount + least(v_back, v_repaid.overage_repaid)
           where id = v_repaid.id;
           returned_expired := returned_expired + least(v_back, v_repaid.overage_repaid);
+          v_expired_unscoped := true;      -- only unscoped grants repay debt
         end if;
         v_back := v_back - least(v_back, v_repaid.overage_repaid);
       end loop;
@@ -2413,13 +2444,16 @@ begin
       end if;
       v_left := v_left - v_give;
     elsif v_give > 0 then
-      select g.status = 'active' into v_live from public.credit_grants g where g.id = v_piece.grant_id for update;
+      select g.status = 'active', g.operations into v_live, v_operations
+      from public.credit_grants g where g.id = v_piece.grant_id for update;
       if v_live then
         update public.credit_grants set remaining = remaining + v_give where id = v_piece.grant_id;
         returned_live := returned_live + v_give;
       else
         update public.credit_grants set expired_amount = expired_amount + v_give where id = v_piece.grant_id;
         returned_expired := returned_expired + v_give;
+        v_expired_unscoped := v_expired_unscoped or v_operations is null;
+        v_expired_scopes := v_expired_scopes || v_operations;
       end if;
       v_left := v_left - v_give;
     end if;
@@ -2435,15 +2469,20 @@ begin
     (select jsonb_agg(k.value - 'ord' order by (k.value ->> 'ord')::int) from jsonb_array_elements(v_kept) k),
     '[]'
   );
+  -- What the expired credits could be spent on: any operation if one of their grants could,
+  -- else the operations their grants covered.
+  if returned_expired > 0 and not v_expired_unscoped then
+    expired_operations := (select array_agg(distinct o order by o) from unnest(v_expired_scopes) o);
+  end if;
 end
 $$;
 
 
 --
--- Name: FUNCTION return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint); Type: COMMENT; Schema: private; Owner: -
+-- Name: FUNCTION return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint, OUT expired_operations text[]); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint) IS 'Returns credits to where a request drew them from, newest piece first: grants (live, or expired with them) and the overage debt piece (lowers the debt, or goes back to the grants that repaid it). Balance locked by the caller. Internal.';
+COMMENT ON FUNCTION private.return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint, OUT expired_operations text[]) IS 'Returns credits to where a request drew them from, newest piece first: grants (live, or expired with them) and the overage debt piece (lowers the debt, or goes back to the grants that repaid it); expired_operations: what the expired part could be spent on (null: anything). Balance locked by the caller. Internal.';
 
 
 --
@@ -2465,12 +2504,13 @@ CREATE TABLE public.credit_revocations (
     metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     overage bigint DEFAULT 0 NOT NULL,
+    overage_restored bigint DEFAULT 0 NOT NULL,
     CONSTRAINT credit_revocations_allocations_check CHECK ((jsonb_typeof(allocations) = 'array'::text)),
     CONSTRAINT credit_revocations_amount_check CHECK (((amount >= 1) AND (amount <= '1000000000000'::bigint))),
     CONSTRAINT credit_revocations_check CHECK (((revoked + shortfall) = amount)),
     CONSTRAINT credit_revocations_external_ref_check CHECK (((char_length(external_ref) >= 1) AND (char_length(external_ref) <= 200))),
     CONSTRAINT credit_revocations_metadata_check CHECK ((jsonb_typeof(metadata) = 'object'::text)),
-    CONSTRAINT credit_revocations_overage_check CHECK (((overage >= 0) AND (overage <= revoked))),
+    CONSTRAINT credit_revocations_overage_check CHECK (((overage >= 0) AND (overage_restored >= 0) AND ((overage + overage_restored) <= revoked))),
     CONSTRAINT credit_revocations_reason_check CHECK (((char_length(reason) >= 1) AND (char_length(reason) <= 500))),
     CONSTRAINT credit_revocations_revoked_check CHECK ((revoked >= 0)),
     CONSTRAINT credit_revocations_shortfall_check CHECK ((shortfall >= 0))
@@ -2488,7 +2528,14 @@ COMMENT ON TABLE public.credit_revocations IS 'One row per revoke_credits() (org
 -- Name: COLUMN credit_revocations.overage; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON COLUMN public.credit_revocations.overage IS 'Part of revoked taken as overage debt (a revocation without a named grant, beyond the grants'' credits).';
+COMMENT ON COLUMN public.credit_revocations.overage IS 'Part of revoked taken as new overage debt (a revocation without a named grant, beyond the grants'' credits).';
+
+
+--
+-- Name: COLUMN credit_revocations.overage_restored; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.credit_revocations.overage_restored IS 'Part of revoked that brought back the debt the named grant had repaid (its payment refunded or disputed).';
 
 
 --
@@ -2510,7 +2557,8 @@ begin
     'allocations', p_revocation.allocations,
     'balance_after', p_revocation.balance_after,
     'replayed', p_replayed
-  ) || case when p_revocation.overage > 0 then jsonb_build_object('overage', p_revocation.overage) else '{}' end;
+  ) || case when p_revocation.overage > 0 then jsonb_build_object('overage', p_revocation.overage) else '{}' end
+    || case when p_revocation.overage_restored > 0 then jsonb_build_object('overage_restored', p_revocation.overage_restored) else '{}' end;
 end
 $$;
 
@@ -2537,6 +2585,7 @@ declare
   v_allocations jsonb := '[]';
   v_balance public.credit_balances;
   v_debt bigint := 0;
+  v_restored bigint := 0;
   v_take bigint;
   v_revoked bigint := 0;
   v_piece record;
@@ -2573,6 +2622,9 @@ begin
       update public.credit_grants set remaining = remaining - v_take where id = p_grant_id;
       v_allocations := jsonb_build_array(jsonb_build_object('grant_id', p_grant_id, 'amount', v_take));
     end if;
+    -- Credits of this grant that paid the org's debt were spent on it: taking them back (its
+    -- payment refunded or disputed) brings that debt back, whatever the limit.
+    v_restored := least(p_amount - v_take, v_grant.overage_repaid);
   end if;
 
   -- One ledger entry per grant, naming it: the grant's history shows what was taken back.
@@ -2586,6 +2638,15 @@ begin
       coalesce(p_metadata, '{}') || jsonb_build_object('external_ref', p_external_ref, 'reason', p_reason));
     v_revoked := v_revoked + v_piece.amount;
   end loop;
+  if v_restored > 0 then
+    update public.credit_grants
+    set overage_repaid = overage_repaid - v_restored, revoked_amount = revoked_amount + v_restored
+    where id = p_grant_id;
+    perform private.apply_balance_change(p_org_id, 'revoke', -v_restored, 0, null, p_grant_id,
+      coalesce(p_metadata, '{}') || jsonb_build_object('external_ref', p_external_ref, 'reason', p_reason, 'overage_restored', v_restored),
+      v_restored);
+    v_revoked := v_revoked + v_restored;
+  end if;
   if v_debt > 0 then
     -- Beyond the grants, within the overage limit: the org owes it, like an overage charge.
     perform private.apply_balance_change(p_org_id, 'revoke', -v_debt, 0, null, null,
@@ -2595,11 +2656,11 @@ begin
 
   insert into public.credit_revocations (
     org_id, external_ref, amount, grant_id, reason, revoked, shortfall, allocations, balance_after,
-    actor_user_id, actor_role, metadata, overage
+    actor_user_id, actor_role, metadata, overage, overage_restored
   ) values (
     p_org_id, p_external_ref, p_amount, p_grant_id, p_reason, v_revoked, p_amount - v_revoked, v_allocations,
     (select b.available from public.credit_balances b where b.org_id = p_org_id),
-    (v_claims ->> 'sub')::uuid, coalesce(v_claims ->> 'role', 'system'), coalesce(p_metadata, '{}'), v_debt
+    (v_claims ->> 'sub')::uuid, coalesce(v_claims ->> 'role', 'system'), coalesce(p_metadata, '{}'), v_debt, v_restored
   )
   returning * into v_revocation;
   return private.revocation_result(v_revocation, false);
@@ -2611,7 +2672,7 @@ $$;
 -- Name: FUNCTION revoke_credits(p_org_id uuid, p_amount bigint, p_reason text, p_external_ref text, p_grant_id uuid, p_metadata jsonb); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.revoke_credits(p_org_id uuid, p_amount bigint, p_reason text, p_external_ref text, p_grant_id uuid, p_metadata jsonb) IS 'Takes credits back once per (org, external_ref): from one grant, or from every grant in burn-down order and then as overage debt within the limit; never beyond. Balance locked by the caller. Internal.';
+COMMENT ON FUNCTION private.revoke_credits(p_org_id uuid, p_amount bigint, p_reason text, p_external_ref text, p_grant_id uuid, p_metadata jsonb) IS 'Takes credits back once per (org, external_ref): from one grant (its remaining credits, then the debt it repaid comes back), or from every grant in burn-down order and then as overage debt within the limit; never beyond. Balance locked by the caller. Internal.';
 
 
 --
@@ -4466,6 +4527,7 @@ declare
   v_request public.credit_requests;
   v_back record;
   v_regrant_id uuid;
+  v_paid bigint := 0;
   v_balance public.credit_balances;
 begin
   if p_reason is null or char_length(btrim(p_reason)) not between 1 and 500 then
@@ -4481,13 +4543,22 @@ begin
 
   v_back := private.return_to_grants(p_org_id, v_request.allocations, v_request.charged);
   if v_back.returned_expired > 0 then
-    insert into public.credit_grants (org_id, amount, remaining, source, external_ref, priority, expires_at, metadata, activated_at)
+    -- Made whole for our failure, for what those credits could buy: the regrant keeps their scope.
+    insert into public.credit_grants (org_id, amount, remaining, source, external_ref, priority, expires_at, metadata, activated_at,
+                                      operations)
     values (p_org_id, v_back.returned_expired, v_back.returned_expired, 'refund', p_request_id, 0, now() + interval '7 days',
-            jsonb_build_object('request_id', p_request_id, 'reason', p_reason), now())
+            jsonb_build_object('request_id', p_request_id, 'reason', p_reason), now(), v_back.expired_operations)
     returning id into v_regrant_id;
   end if;
+  if v_regrant_id is not null then
+    -- A new grant: when it can be spent on anything it pays what debt is left first.
+    v_paid := private.repay_debt(v_regrant_id,
+      (select b.overage from public.credit_balances b where b.org_id = p_org_id) - v_back.returned_debt, v_back.returned_expired);
+  end if;
   v_balance := private.apply_balance_change(p_org_id, 'refund', v_request.charged, 0, p_request_id, v_regrant_id,
-    jsonb_build_object('reason', p_reason, 'regranted', v_back.returned_expired), -v_back.returned_debt);
+    jsonb_build_object('reason', p_reason, 'regranted', v_back.returned_expired)
+      || case when v_paid > 0 then jsonb_build_object('overage_repaid', v_paid) else '{}' end,
+    -v_back.returned_debt - v_paid);
 
   v_request := private.settle_request(p_org_id, p_request_id, 'refunded', v_request.charged, v_back.allocations,
     v_balance.available, null, null, null, p_reason);
@@ -6416,14 +6487,14 @@ CREATE TRIGGER record_low_balance_alerts BEFORE UPDATE OF available ON public.cr
 -- Name: credit_grants set_alert_reference_on_activation; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER set_alert_reference_on_activation AFTER UPDATE OF status ON public.credit_grants FOR EACH ROW WHEN (((old.status = ANY (ARRAY['pending'::text, 'scheduled'::text])) AND (new.status = 'active'::text))) EXECUTE FUNCTION private.set_alert_reference();
+CREATE TRIGGER set_alert_reference_on_activation AFTER UPDATE OF status ON public.credit_grants FOR EACH ROW WHEN (((old.status = ANY (ARRAY['pending'::text, 'scheduled'::text])) AND (new.status = 'active'::text) AND (new.operations IS NULL))) EXECUTE FUNCTION private.set_alert_reference();
 
 
 --
 -- Name: credit_grants set_alert_reference_on_insert; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER set_alert_reference_on_insert AFTER INSERT ON public.credit_grants FOR EACH ROW WHEN (((new.status = 'active'::text) AND (new.source <> 'refund'::text))) EXECUTE FUNCTION private.set_alert_reference();
+CREATE TRIGGER set_alert_reference_on_insert AFTER INSERT ON public.credit_grants FOR EACH ROW WHEN (((new.status = 'active'::text) AND (new.source <> 'refund'::text) AND (new.operations IS NULL))) EXECUTE FUNCTION private.set_alert_reference();
 
 
 --
@@ -7612,6 +7683,13 @@ REVOKE ALL ON FUNCTION private.release_hold(p_request public.credit_requests, p_
 
 
 --
+-- Name: FUNCTION repay_debt(p_grant_id uuid, p_debt bigint, p_credits bigint); Type: ACL; Schema: private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION private.repay_debt(p_grant_id uuid, p_debt bigint, p_credits bigint) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION request_result(p_request public.credit_requests, p_replayed boolean); Type: ACL; Schema: private; Owner: -
 --
 
@@ -7626,10 +7704,10 @@ REVOKE ALL ON FUNCTION private.require_org_admin(p_org_id uuid) FROM PUBLIC;
 
 
 --
--- Name: FUNCTION return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint); Type: ACL; Schema: private; Owner: -
+-- Name: FUNCTION return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint, OUT expired_operations text[]); Type: ACL; Schema: private; Owner: -
 --
 
-REVOKE ALL ON FUNCTION private.return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION private.return_to_grants(p_org_id uuid, p_allocations jsonb, p_amount bigint, OUT allocations jsonb, OUT returned_live bigint, OUT returned_expired bigint, OUT returned_debt bigint, OUT expired_operations text[]) FROM PUBLIC;
 
 
 --

@@ -35,7 +35,7 @@ alter table public.credit_grants
   add column overage_repaid bigint not null default 0;
 alter table public.credit_grants
   add constraint credit_grants_operations_check check (
-    operations is null or (cardinality(operations) between 1 and 100 and array_position(operations, null) is null)),
+    operations is null or (array_ndims(operations) = 1 and cardinality(operations) between 1 and 100 and array_position(operations, null) is null)),
   add constraint credit_grants_overage_repaid_check check (overage_repaid >= 0);
 -- What a grant has given away (to requests, expiry, revocation or debt) never exceeds it.
 alter table public.credit_grants drop constraint credit_grants_used_not_negative;
@@ -74,12 +74,16 @@ alter table public.credit_ledger
   add constraint credit_ledger_overage_after_check check (overage_after >= 0),
   add constraint credit_ledger_covered_check check (balance_after + overage_after >= 0);
 
-alter table public.credit_revocations add column overage bigint not null default 0;
+alter table public.credit_revocations
+  add column overage bigint not null default 0,
+  add column overage_restored bigint not null default 0;
 alter table public.credit_revocations drop constraint credit_revocations_balance_after_check;
 alter table public.credit_revocations
-  add constraint credit_revocations_overage_check check (overage >= 0 and overage <= revoked);
+  add constraint credit_revocations_overage_check check (overage >= 0 and overage_restored >= 0 and overage + overage_restored <= revoked);
 comment on column public.credit_revocations.overage is
-  'Part of revoked taken as overage debt (a revocation without a named grant, beyond the grants'' credits).';
+  'Part of revoked taken as new overage debt (a revocation without a named grant, beyond the grants'' credits).';
+comment on column public.credit_revocations.overage_restored is
+  'Part of revoked that brought back the debt the named grant had repaid (its payment refunded or disputed).';
 
 -- Error catalog --------------------------------------------------------------------------------
 
@@ -322,6 +326,29 @@ revoke all on function private.burn_grants(uuid, bigint, text) from public;
 comment on function private.burn_grants(uuid, bigint, text) is
   'Burns credits from the grants covering p_operation (null: every grant) in burn-down order; returns the allocations. Balance row locked and due grants settled by the caller. Internal.';
 
+-- Why: "credits that can be spent on anything pay the debt first" is one rule. Who:
+-- credit_grant, refund_credits (a regrant), reinstate_revoked.
+create function private.repay_debt(p_grant_id uuid, p_debt bigint, p_credits bigint)
+returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_paid bigint;
+begin
+  -- p_debt: the org's debt as the caller's pending balance change leaves it (balance locked by
+  -- the caller); p_credits: the grant's credits that just arrived. A scoped grant pays nothing.
+  update public.credit_grants g
+  set remaining = g.remaining - least(p_debt, p_credits), overage_repaid = g.overage_repaid + least(p_debt, p_credits)
+  where g.id = p_grant_id and g.operations is null and g.status = 'active' and least(p_debt, p_credits) > 0
+  returning least(p_debt, p_credits) into v_paid;
+  return coalesce(v_paid, 0);
+end
+$$;
+revoke all on function private.repay_debt(uuid, bigint, bigint) from public;
+comment on function private.repay_debt(uuid, bigint, bigint) is
+  'The repayment rule: credits that arrive on an active unscoped grant pay the org''s overage debt first (remaining → overage_repaid); returns what was paid, for the caller''s ledger entry (overage_delta). Balance locked by the caller. Internal.';
+
 -- Why: crediting a grant is one rule (debt first, then spendable). Who: insert_grant,
 -- activate_grants, activate_credit_grant, apply_checkout_event.
 create function private.credit_grant(p_grant_id uuid, p_metadata jsonb)
@@ -331,18 +358,11 @@ set search_path = ''
 as $$
 declare
   v_grant public.credit_grants;
-  v_paid bigint := 0;
+  v_paid bigint;
 begin
   select * into v_grant from public.credit_grants g where g.id = p_grant_id;
-  if v_grant.operations is null then
-    -- The balance row is locked by the caller: the debt cannot move under us.
-    select least(b.overage, v_grant.remaining) into v_paid from public.credit_balances b where b.org_id = v_grant.org_id;
-    if v_paid > 0 then
-      update public.credit_grants
-      set remaining = remaining - v_paid, overage_repaid = overage_repaid + v_paid
-      where id = p_grant_id;
-    end if;
-  end if;
+  v_paid := private.repay_debt(p_grant_id,
+    (select b.overage from public.credit_balances b where b.org_id = v_grant.org_id), v_grant.remaining);
   return private.apply_balance_change(v_grant.org_id, 'grant', v_grant.amount, 0, null, p_grant_id,
     case when v_paid > 0 then coalesce(p_metadata, '{}') || jsonb_build_object('overage_repaid', v_paid)
          else coalesce(p_metadata, '{}') end,
@@ -497,6 +517,7 @@ declare
   v_request public.credit_requests;
   v_back record;
   v_regrant_id uuid;
+  v_paid bigint := 0;
   v_balance public.credit_balances;
 begin
   if p_reason is null or char_length(btrim(p_reason)) not between 1 and 500 then
@@ -519,8 +540,15 @@ begin
             jsonb_build_object('request_id', p_request_id, 'reason', p_reason), now(), v_back.expired_operations)
     returning id into v_regrant_id;
   end if;
+  if v_regrant_id is not null then
+    -- A new grant: when it can be spent on anything it pays what debt is left first.
+    v_paid := private.repay_debt(v_regrant_id,
+      (select b.overage from public.credit_balances b where b.org_id = p_org_id) - v_back.returned_debt, v_back.returned_expired);
+  end if;
   v_balance := private.apply_balance_change(p_org_id, 'refund', v_request.charged, 0, p_request_id, v_regrant_id,
-    jsonb_build_object('reason', p_reason, 'regranted', v_back.returned_expired), -v_back.returned_debt);
+    jsonb_build_object('reason', p_reason, 'regranted', v_back.returned_expired)
+      || case when v_paid > 0 then jsonb_build_object('overage_repaid', v_paid) else '{}' end,
+    -v_back.returned_debt - v_paid);
 
   v_request := private.settle_request(p_org_id, p_request_id, 'refunded', v_request.charged, v_back.allocations,
     v_balance.available, null, null, null, p_reason);
@@ -791,18 +819,19 @@ begin
   if p_operations is null then
     return null;
   end if;
-  if cardinality(p_operations) not between 1 and 100 or array_position(p_operations, null) is not null
-     or exists (select from unnest(p_operations) o where o !~ '^[a-z][a-z0-9_.:-]{0,63}$') then
-    perform private.fail('invalid_operations', jsonb_build_object('operations', to_jsonb(p_operations), 'min', 1, 'max', 100),
-      'null for any operation, or 1 to 100 operation names from the price list');
+  if coalesce(array_ndims(p_operations), 1) <> 1 or cardinality(p_operations) not between 1 and 100
+     or exists (select from unnest(p_operations) o where o is null or o !~ '^[a-z][a-z0-9_.:-]{0,63}$') then
+    perform private.fail('invalid_operations', jsonb_build_object('count', cardinality(p_operations), 'min', 1, 'max', 100)
+        || case when cardinality(p_operations) <= 100 then jsonb_build_object('operations', to_jsonb(p_operations)) else '{}' end,
+      'null for any operation, or a flat list of 1 to 100 operation names from the price list');
   end if;
   select array_agg(distinct o order by o) into v_sorted from unnest(p_operations) o;
   select array_agg(o order by o) into v_unknown
   from unnest(v_sorted) o
-  where not exists (select from public.credit_prices p where p.operation = o);
+  where not exists (select from public.credit_prices p where p.operation = o and p.active);
   if v_unknown is not null then
     perform private.fail('unknown_operation', jsonb_build_object('operations', to_jsonb(v_unknown)),
-      'a scoped grant names operations of the price list');
+      'a scoped grant names active operations of the price list');
   end if;
   return v_sorted;
 end
@@ -1134,6 +1163,7 @@ declare
   v_allocations jsonb := '[]';
   v_balance public.credit_balances;
   v_debt bigint := 0;
+  v_restored bigint := 0;
   v_take bigint;
   v_revoked bigint := 0;
   v_piece record;
@@ -1170,6 +1200,9 @@ begin
       update public.credit_grants set remaining = remaining - v_take where id = p_grant_id;
       v_allocations := jsonb_build_array(jsonb_build_object('grant_id', p_grant_id, 'amount', v_take));
     end if;
+    -- Credits of this grant that paid the org's debt were spent on it: taking them back (its
+    -- payment refunded or disputed) brings that debt back, whatever the limit.
+    v_restored := least(p_amount - v_take, v_grant.overage_repaid);
   end if;
 
   -- One ledger entry per grant, naming it: the grant's history shows what was taken back.
@@ -1183,6 +1216,15 @@ begin
       coalesce(p_metadata, '{}') || jsonb_build_object('external_ref', p_external_ref, 'reason', p_reason));
     v_revoked := v_revoked + v_piece.amount;
   end loop;
+  if v_restored > 0 then
+    update public.credit_grants
+    set overage_repaid = overage_repaid - v_restored, revoked_amount = revoked_amount + v_restored
+    where id = p_grant_id;
+    perform private.apply_balance_change(p_org_id, 'revoke', -v_restored, 0, null, p_grant_id,
+      coalesce(p_metadata, '{}') || jsonb_build_object('external_ref', p_external_ref, 'reason', p_reason, 'overage_restored', v_restored),
+      v_restored);
+    v_revoked := v_revoked + v_restored;
+  end if;
   if v_debt > 0 then
     -- Beyond the grants, within the overage limit: the org owes it, like an overage charge.
     perform private.apply_balance_change(p_org_id, 'revoke', -v_debt, 0, null, null,
@@ -1192,18 +1234,18 @@ begin
 
   insert into public.credit_revocations (
     org_id, external_ref, amount, grant_id, reason, revoked, shortfall, allocations, balance_after,
-    actor_user_id, actor_role, metadata, overage
+    actor_user_id, actor_role, metadata, overage, overage_restored
   ) values (
     p_org_id, p_external_ref, p_amount, p_grant_id, p_reason, v_revoked, p_amount - v_revoked, v_allocations,
     (select b.available from public.credit_balances b where b.org_id = p_org_id),
-    (v_claims ->> 'sub')::uuid, coalesce(v_claims ->> 'role', 'system'), coalesce(p_metadata, '{}'), v_debt
+    (v_claims ->> 'sub')::uuid, coalesce(v_claims ->> 'role', 'system'), coalesce(p_metadata, '{}'), v_debt, v_restored
   )
   returning * into v_revocation;
   return private.revocation_result(v_revocation, false);
 end
 $$;
 comment on function private.revoke_credits(uuid, bigint, text, text, uuid, jsonb) is
-  'Takes credits back once per (org, external_ref): from one grant, or from every grant in burn-down order and then as overage debt within the limit; never beyond. Balance locked by the caller. Internal.';
+  'Takes credits back once per (org, external_ref): from one grant (its remaining credits, then the debt it repaid comes back), or from every grant in burn-down order and then as overage debt within the limit; never beyond. Balance locked by the caller. Internal.';
 
 create or replace function private.revocation_result(p_revocation public.credit_revocations, p_replayed boolean)
 returns jsonb
@@ -1222,7 +1264,8 @@ begin
     'allocations', p_revocation.allocations,
     'balance_after', p_revocation.balance_after,
     'replayed', p_replayed
-  ) || case when p_revocation.overage > 0 then jsonb_build_object('overage', p_revocation.overage) else '{}' end;
+  ) || case when p_revocation.overage > 0 then jsonb_build_object('overage', p_revocation.overage) else '{}' end
+    || case when p_revocation.overage_restored > 0 then jsonb_build_object('overage_restored', p_revocation.overage_restored) else '{}' end;
 end
 $$;
 comment on function private.revocation_result(public.credit_revocations, boolean) is
@@ -1508,3 +1551,49 @@ end
 $$;
 comment on function public.reconcile_credits() is
   'Cron (daily) / service_role: cross-check balances, grants, ledger, holds, flag, requests, revocations, overage debt (ledger and sources) and scheduled grants (none credited before its start); record and count discrepancies; list open payment exceptions (not counted).';
+
+-- Reinstating revoked credits (a dispute won): they arrive on the grant like new credits, so an
+-- unscoped grant pays the org's debt with them first.
+create or replace function private.reinstate_revoked(p_org_id uuid, p_grant_id uuid, p_amount bigint, p_metadata jsonb)
+returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_grant public.credit_grants;
+  v_paid bigint;
+begin
+  select * into v_grant from public.credit_grants g where g.id = p_grant_id and g.org_id = p_org_id for update;
+  if not found or v_grant.revoked_amount < p_amount then
+    perform private.fail('allocation_out_of_sync', 'XX000',
+      jsonb_build_object('grant_id', p_grant_id, 'reinstate', p_amount, 'revoked_amount', v_grant.revoked_amount),
+      'the grant has not had this many credits revoked; run reconcile_credits()');
+  end if;
+  if v_grant.status = 'active' then
+    update public.credit_grants set remaining = remaining + p_amount, revoked_amount = revoked_amount - p_amount where id = p_grant_id;
+    v_paid := private.repay_debt(p_grant_id, (select b.overage from public.credit_balances b where b.org_id = p_org_id), p_amount);
+    perform private.apply_balance_change(p_org_id, 'reinstate', p_amount, 0, null, p_grant_id,
+      coalesce(p_metadata, '{}') || case when v_paid > 0 then jsonb_build_object('overage_repaid', v_paid) else '{}' end, -v_paid);
+    return p_amount;
+  end if;
+  update public.credit_grants set revoked_amount = revoked_amount - p_amount, expired_amount = expired_amount + p_amount where id = p_grant_id;
+  return 0;
+end
+$$;
+comment on function private.reinstate_revoked(uuid, uuid, bigint, jsonb) is
+  'Gives revoked credits back to their grant (an unscoped grant pays the org''s debt with them first), or lets them expire with it. Balance locked by the caller. Internal.';
+
+-- The alerts' reference is the last credited grant that can be spent on anything: a small
+-- scoped promotion must not silence the alerts about the main balance.
+drop trigger set_alert_reference_on_insert on public.credit_grants;
+create trigger set_alert_reference_on_insert
+after insert on public.credit_grants
+for each row
+when (new.status = 'active' and new.source <> 'refund' and new.operations is null)
+execute function private.set_alert_reference();
+drop trigger set_alert_reference_on_activation on public.credit_grants;
+create trigger set_alert_reference_on_activation
+after update of status on public.credit_grants
+for each row
+when (old.status in ('pending', 'scheduled') and new.status = 'active' and new.operations is null)
+execute function private.set_alert_reference();

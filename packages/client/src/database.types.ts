@@ -261,14 +261,14 @@ isOneToOne: false
                   ]
                 },"credit_revocations": {
                   Row: {
-                    "actor_role": string,"actor_user_id": string | null,"allocations": NonNullable<Json>,"amount": number,"balance_after": number,"created_at": string,"external_ref": string,"grant_id": string | null,"metadata": NonNullable<Json>,"org_id": string,"overage": number,"reason": string,"revoked": number,"shortfall": number
+                    "actor_role": string,"actor_user_id": string | null,"allocations": NonNullable<Json>,"amount": number,"balance_after": number,"created_at": string,"external_ref": string,"grant_id": string | null,"metadata": NonNullable<Json>,"org_id": string,"overage": number,"overage_restored": number,"reason": string,"revoked": number,"shortfall": number
                   }
                   ComputedFields: never
                   Insert: {
-                    "actor_role": string,"actor_user_id"?: string | null,"allocations"?: NonNullable<Json>,"amount": number,"balance_after": number,"created_at"?: string,"external_ref": string,"grant_id"?: string | null,"metadata"?: NonNullable<Json>,"org_id": string,"overage"?: number,"reason": string,"revoked": number,"shortfall": number
+                    "actor_role": string,"actor_user_id"?: string | null,"allocations"?: NonNullable<Json>,"amount": number,"balance_after": number,"created_at"?: string,"external_ref": string,"grant_id"?: string | null,"metadata"?: NonNullable<Json>,"org_id": string,"overage"?: number,"overage_restored"?: number,"reason": string,"revoked": number,"shortfall": number
                   }
                   Update: {
-                    "actor_role"?: string,"actor_user_id"?: string | null,"allocations"?: NonNullable<Json>,"amount"?: number,"balance_after"?: number,"created_at"?: string,"external_ref"?: string,"grant_id"?: string | null,"metadata"?: NonNullable<Json>,"org_id"?: string,"overage"?: number,"reason"?: string,"revoked"?: number,"shortfall"?: number
+                    "actor_role"?: string,"actor_user_id"?: string | null,"allocations"?: NonNullable<Json>,"amount"?: number,"balance_after"?: number,"created_at"?: string,"external_ref"?: string,"grant_id"?: string | null,"metadata"?: NonNullable<Json>,"org_id"?: string,"overage"?: number,"overage_restored"?: number,"reason"?: string,"revoked"?: number,"shortfall"?: number
                   }
                   Relationships: [
                     {

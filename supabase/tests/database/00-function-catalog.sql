@@ -169,6 +169,7 @@ insert into expected_functions values
   -- lock_and_settle, burn_grants, return_to_grants, insert_grant and grant_credits are redefined there
   ('private.can_spend(p_org_id uuid, p_available bigint, p_overage bigint, p_overage_limit bigint)', false, '{}'),
   ('private.credit_grant(p_grant_id uuid, p_metadata jsonb)',                                    false,   '{}'),
+  ('private.repay_debt(p_grant_id uuid, p_debt bigint, p_credits bigint)',                        false,   '{}'),
   ('private.check_operations(p_operations text[])',                                              false,   '{}'),
   ('public.set_overage_limit(p_org_id uuid, p_limit bigint)',                                    true,    '{service_role}');
 

@@ -76,7 +76,7 @@ select throws_ok($$select public.consume_credits('free_op', 'c-1', 3)$$, 'PT409'
 select tests.clear_authentication();
 select is((select available from public.credit_balances where org_id = :'alice_org'), 94::bigint, 'replays and conflicts charge nothing');
 select is((select count(*)::int from public.credit_ledger where org_id = :'alice_org' and request_id = 'c-1'), 1, 'still one ledger entry for c-1');
-select is((select count(*)::int from public.credit_requests where request_id = 'c-1'), 1, 'still one request row for c-1');
+select is((select count(*)::int from public.credit_requests where org_id = :'alice_org' and request_id = 'c-1'), 1, 'still one request row for c-1');
 
 -- Insufficient credits: PT402 with the numbers, nothing written ------------------------------------
 
