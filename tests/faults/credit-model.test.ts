@@ -327,7 +327,8 @@ select
             'allocations', r.allocations)), '[]')
      from o join public.credit_requests r on r.org_id = o.org_id) as requests,
   (select coalesce(jsonb_agg(jsonb_build_object('org', o.idx, 'external_ref', v.external_ref, 'amount', v.amount,
-            'grant_id', v.grant_id, 'revoked', v.revoked, 'overage', v.overage, 'shortfall', v.shortfall)), '[]')
+            'grant_id', v.grant_id, 'revoked', v.revoked, 'overage', v.overage, 'overage_restored', v.overage_restored,
+            'shortfall', v.shortfall)), '[]')
      from o join public.credit_revocations v on v.org_id = o.org_id) as revocations`
 
 /**

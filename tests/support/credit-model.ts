@@ -14,9 +14,11 @@ import { isDeepStrictEqual } from 'node:util'
 // - Giving credits back (release, partial capture, refund, a hold's TTL) goes newest piece
 //   first, so the debt piece first: it lowers the debt, and what a later grant already repaid
 //   goes back to the grant(s) that repaid it.
-// - A new unscoped grant pays the debt first when it is credited (insert, activation):
-//   remaining = amount - paid, overage_repaid = paid. Scoped grants pay no debt.
-// - Revocation in burn-down order takes from any grant, then as debt up to the overage room.
+// - A new unscoped grant pays the debt first when it is credited (insert, activation, a
+//   refund's regrant): remaining = amount - paid, overage_repaid = paid. Scoped grants pay no
+//   debt.
+// - Revocation in burn-down order takes from any grant, then as debt up to the overage room;
+//   naming a grant takes its credits, then brings back the debt it had repaid.
 // - The flag: some operation has covering credits - debt + limit > 0.
 //
 // Two things the model cannot know beforehand it reads from the database after each step, and
@@ -96,8 +98,10 @@ export interface Revocation {
   grantId: string | null
   reason: string
   revoked: number
-  /** The part of `revoked` taken as debt (burn-down mode only). */
+  /** The part of `revoked` taken as new debt (burn-down mode only). */
   overage: number
+  /** The part of `revoked` that brought back the debt the named grant had repaid. */
+  overageRestored: number
   shortfall: number
   allocations: Allocation[]
   balanceAfter: number
@@ -267,6 +271,7 @@ export interface DbRevocation {
   grant_id: string | null
   revoked: number
   overage: number
+  overage_restored: number
   shortfall: number
 }
 
@@ -538,6 +543,7 @@ function revocationAnswer(org: OrgState, v: Revocation, replayed: boolean): Json
     balance_after: v.balanceAfter,
     replayed,
     ...(v.overage > 0 ? { overage: v.overage } : {}),
+    ...(v.overageRestored > 0 ? { overage_restored: v.overageRestored } : {}),
   }
 }
 
@@ -880,8 +886,8 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
         // README: credits whose grant has expired come back as a new grant (source refund,
         // priority 0, expiring 7 days after the refund) covering what they could buy: the union
         // of the expired grants' operations, or any operation when one of them was unscoped
-        // (grants that repaid debt are). It gives the request's own credits back: not one of
-        // the ways a grant is credited that pay the debt (insert, activation, start, checkout).
+        // (grants that repaid debt are). Like any new grant, when unscoped it pays what debt is
+        // left first.
         const row = observedGrant(ctx, op.org, 'refund', op.rid)
         if (!row) return [`refund ${op.rid}: ${back.expired} credits of expired grants should come back as a refund grant; none in credit_grants`]
         problems.push(...within(`refund grant ${op.rid}.expires_at`, row.expires_at, ctx.startedAt + REFUND_GRANT_LIFETIME, ctx.endedAt + REFUND_GRANT_LIFETIME))
@@ -906,6 +912,8 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
           createdAt: row.created_at,
         }
         org.grants.push(g)
+        payDebt(org, g)
+        if (g.overageRepaid > 0) note(state.reached, 'a refund grant paid the debt')
       }
       r.allocations = back.kept
       r.status = 'refunded'
@@ -928,6 +936,7 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
       settleDue(org, now)
       let allocations: Allocation[]
       let debt = 0
+      let restored = 0
       if (!named) {
         // Burn-down order over every grant whatever its scope, then as debt up to the overage room.
         allocations = burn(org, Math.min(op.amount, spendable(org, now)), now, null)
@@ -938,9 +947,16 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
         const take = named.status === 'active' ? Math.min(op.amount, named.remaining) : 0
         named.remaining -= take
         allocations = take > 0 ? [{ grantId: named.id, amount: take }] : []
+        // README: beyond its credits, what the grant had paid of the debt comes back as debt
+        // (its payment refunded or disputed), whatever the limit.
+        restored = Math.min(op.amount - take, named.overageRepaid)
+        named.overageRepaid -= restored
+        named.revokedAmount += restored
+        org.overage += restored
+        if (restored > 0) note(state.reached, 'a named revocation brought the debt back')
       }
       for (const a of allocations) org.grants.find((g) => g.id === a.grantId)!.revokedAmount += a.amount
-      const revoked = allocations.reduce((sum, a) => sum + a.amount, 0) + debt
+      const revoked = allocations.reduce((sum, a) => sum + a.amount, 0) + debt + restored
       const v: Revocation = {
         externalRef: op.ref,
         amount: op.amount,
@@ -948,6 +964,7 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
         reason: 'model',
         revoked,
         overage: debt,
+        overageRestored: restored,
         shortfall: op.amount - revoked,
         allocations,
         balanceAfter: netAvailable(org, now),
@@ -1064,7 +1081,7 @@ export function compareWithDatabase(state: State, ctx: StepContext): { problems:
     const revocationRows = snapshot.revocations.filter((v) => v.org === i)
     for (const v of Object.values(org.revocations)) {
       const row = revocationRows.find((x) => x.external_ref === v.externalRef)
-      const expected = { amount: v.amount, grant_id: v.grantId, revoked: v.revoked, overage: v.overage, shortfall: v.shortfall }
+      const expected = { amount: v.amount, grant_id: v.grantId, revoked: v.revoked, overage: v.overage, overage_restored: v.overageRestored, shortfall: v.shortfall }
       if (!row) {
         problems.push(`${where} revocation ${v.externalRef}: missing (expected ${show(expected)})`)
         continue
