@@ -782,7 +782,8 @@ export function applyCall(state: State, call: Call, outcome: Outcome, ctx: StepC
       // and the overage limit beyond that.
       const before = netAvailable(org, now)
       const usable = covering(org, operation, now)
-      if (cost > usable - org.overage + org.overageLimit) {
+      // README: an operation that costs nothing is never refused.
+      if (cost > 0 && cost > usable - org.overage + org.overageLimit) {
         // README: the details carry the overage figures for an org with a limit or a debt (and
         // leave them out otherwise).
         const inOverage = org.overage > 0 || org.overageLimit > 0

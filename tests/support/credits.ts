@@ -139,7 +139,8 @@ export async function requestCountOf(orgId: string): Promise<number> {
 /**
  * The money invariants of one org, checked from outside: available = sum(ledger.amount) =
  * sum(active grants' remaining); held = sum(ledger.held_delta) = open holds' reserved; the gate
- * flag = available > 0. Returns the balance for exact assertions by the caller.
+ * flag = available > 0. For orgs without an overage limit or debt (tests/support/scoped-credits.ts
+ * has the overage version). Returns the balance for exact assertions by the caller.
  */
 export async function expectBooksBalanced(orgId: string): Promise<{ available: number; held: number }> {
   const balance = await balanceOf(orgId)
@@ -179,13 +180,19 @@ interface ReconciliationIssue {
  * `orgIds`.
  */
 export async function expectReconciled(orgIds: string[]): Promise<void> {
-  const { rows: flags } = await primaryDb.query<{ org_id: string; available: number; flag: boolean }>(
-    `select b.org_id, b.available::int as available, o.has_usage_credits as flag
+  const { rows: flags } = await primaryDb.query<{ org_id: string; spendable: number; overage: number; overage_limit: number; flag: boolean }>(
+    `select b.org_id, (b.available + b.overage_limit)::int as spendable, b.overage::int as overage,
+            b.overage_limit::int as overage_limit, o.has_usage_credits as flag
      from public.credit_balances b join public.orgs o on o.id = b.org_id where b.org_id = any($1::uuid[])`,
     [orgIds],
   )
   expect(flags).toHaveLength(orgIds.length)
-  for (const row of flags) expect({ org: row.org_id, flag: row.flag }).toEqual({ org: row.org_id, flag: row.available > 0 })
+  // README: the org can spend on something. With the debt within the limit that is available +
+  // overage_limit > 0; above a lowered limit it depends on the grants' scopes, and
+  // reconcile_credits() below checks it.
+  for (const row of flags.filter((r) => r.overage <= r.overage_limit)) {
+    expect({ org: row.org_id, flag: row.flag }).toEqual({ org: row.org_id, flag: row.spendable > 0 })
+  }
 
   const { rows: before } = await primaryDb.query<{ id: string }>('select coalesce(max(id), 0)::text as id from public.credit_reconciliation_runs')
   const { data, error } = await serviceClient().rpc('reconcile_credits')
