@@ -338,7 +338,7 @@ $$;
 revoke all on function public.roll_up_credit_usage(integer, integer) from public;
 grant execute on function public.roll_up_credit_usage(integer, integer) to service_role;
 comment on function public.roll_up_credit_usage(integer, integer) is
-  'Cron (every 10 s; every minute with pg_cron < 1.5) / service_role: fold up to p_batch_size ledger entries into the usage rollup and its within-day running totals (waiting up to p_wait_ms for open transactions); returns how many. Errors: invalid_batch_size, invalid_wait 22023, invalid_isolation 25000.';
+  'Cron (every 2 s: a minutely run that loops) / service_role: fold up to p_batch_size ledger entries into the usage rollup and its within-day running totals (waiting up to p_wait_ms for open transactions); returns how many. Errors: invalid_batch_size, invalid_wait 22023, invalid_isolation 25000.';
 
 -- Builds the day rows and the prefix rows from scratch from credit_requests (each request as it
 -- is now, which is the sum of its ledger entries' deltas) and sets the watermark to the newest
