@@ -841,8 +841,8 @@ begin
       latency_ms_sum = u.latency_ms_sum + excluded.latency_ms_sum,
       latency_count = u.latency_count + excluded.latency_count;
 
-  with minutes as (
-    select d.org_id, d.operation, date_bin('1 minute', d.called_at, v_origin) as minute,
+  with buckets as (
+    select d.org_id, d.operation, date_bin('10 seconds', d.called_at, v_origin) as bucket,
            sum(d.calls) as calls, sum(d.successful_calls) as successful_calls, sum(d.failed_calls) as failed_calls,
            sum(d.credits_used) as credits_used, sum(d.latency_ms_sum) as latency_ms_sum, sum(d.latency_count) as latency_count
     from private.credit_usage_deltas d
@@ -850,13 +850,13 @@ begin
     group by 1, 2, 3
   ),
   running as (
-    select m.org_id, m.operation, m.minute,
-           -- [minute, until): the prefix rows this running total applies to
-           coalesce(lead(m.minute) over w, date_bin('1 day', m.minute, v_origin) + interval '1 day') as until,
+    select m.org_id, m.operation, m.bucket,
+           -- [bucket, until): the prefix rows this running total applies to
+           coalesce(lead(m.bucket) over w, date_bin('1 day', m.bucket, v_origin) + interval '1 day') as until,
            sum(m.calls) over w as calls, sum(m.successful_calls) over w as successful_calls, sum(m.failed_calls) over w as failed_calls,
            sum(m.credits_used) over w as credits_used, sum(m.latency_ms_sum) over w as latency_ms_sum, sum(m.latency_count) over w as latency_count
-    from minutes m
-    window w as (partition by m.org_id, m.operation, date_bin('1 day', m.minute, v_origin) order by m.minute)
+    from buckets m
+    window w as (partition by m.org_id, m.operation, date_bin('1 day', m.bucket, v_origin) order by m.bucket)
   ),
   updated as (
     update public.credit_usage_prefix x
@@ -867,23 +867,23 @@ begin
         latency_ms_sum = x.latency_ms_sum + c.latency_ms_sum,
         latency_count = x.latency_count + c.latency_count
     from running c
-    where x.org_id = c.org_id and x.operation = c.operation and x.bucket_start >= c.minute and x.bucket_start < c.until
+    where x.org_id = c.org_id and x.operation = c.operation and x.bucket_start >= c.bucket and x.bucket_start < c.until
   )
   insert into public.credit_usage_prefix (org_id, operation, bucket_start, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
-  select c.org_id, c.operation, c.minute,
+  select c.org_id, c.operation, c.bucket,
          coalesce(b.calls, 0) + c.calls, coalesce(b.successful_calls, 0) + c.successful_calls, coalesce(b.failed_calls, 0) + c.failed_calls,
          coalesce(b.credits_used, 0) + c.credits_used, coalesce(b.latency_ms_sum, 0) + c.latency_ms_sum, coalesce(b.latency_count, 0) + c.latency_count
   from running c
   left join lateral (
     select * from public.credit_usage_prefix x
     where x.org_id = c.org_id and x.operation = c.operation
-      and x.bucket_start >= date_bin('1 day', c.minute, v_origin) and x.bucket_start < c.minute
+      and x.bucket_start >= date_bin('1 day', c.bucket, v_origin) and x.bucket_start < c.bucket
     order by x.bucket_start desc
     limit 1
   ) b on true
   where not exists (
     select 1 from public.credit_usage_prefix x
-    where x.org_id = c.org_id and x.operation = c.operation and x.bucket_start = c.minute
+    where x.org_id = c.org_id and x.operation = c.operation and x.bucket_start = c.bucket
   );
 end
 $$;
@@ -1852,30 +1852,30 @@ begin
   perform pg_advisory_xact_lock(hashtext('tollgate.roll_up_credit_usage'));
   delete from public.credit_usage_rollup;
   delete from public.credit_usage_prefix;
-  create temporary table usage_minutes on commit drop as
-  select r.org_id, r.operation, date_bin('1 minute', r.created_at, v_origin) as minute,
+  create temporary table usage_buckets on commit drop as
+  select r.org_id, r.operation, date_bin('10 seconds', r.created_at, v_origin) as bucket,
          count(*) as calls, count(*) filter (where r.success) as successful_calls, count(*) filter (where not r.success) as failed_calls,
          sum(r.charged - r.refunded) as credits_used, coalesce(sum(r.latency_ms), 0) as latency_ms_sum, count(r.latency_ms) as latency_count
   from public.credit_requests r
   group by 1, 2, 3;
 
   insert into public.credit_usage_rollup (org_id, grain, bucket_start, operation, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
-  select m.org_id, 'day', date_bin('1 day', m.minute, v_origin), m.operation,
+  select m.org_id, 'day', date_bin('1 day', m.bucket, v_origin), m.operation,
          sum(m.calls), sum(m.successful_calls), sum(m.failed_calls), sum(m.credits_used), sum(m.latency_ms_sum), sum(m.latency_count)
-  from pg_temp.usage_minutes m
+  from pg_temp.usage_buckets m
   group by 1, 2, 3, 4;
   get diagnostics v_days = row_count;
 
   insert into public.credit_usage_prefix (org_id, operation, bucket_start, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
-  select m.org_id, m.operation, m.minute,
+  select m.org_id, m.operation, m.bucket,
          sum(m.calls) over w, sum(m.successful_calls) over w, sum(m.failed_calls) over w,
          sum(m.credits_used) over w, sum(m.latency_ms_sum) over w, sum(m.latency_count) over w
-  from pg_temp.usage_minutes m
-  where m.minute >= private.usage_prefix_horizon()
-  window w as (partition by m.org_id, m.operation, date_bin('1 day', m.minute, v_origin) order by m.minute);
+  from pg_temp.usage_buckets m
+  where m.bucket >= private.usage_prefix_horizon()
+  window w as (partition by m.org_id, m.operation, date_bin('1 day', m.bucket, v_origin) order by m.bucket);
   get diagnostics v_prefix = row_count;
 
-  drop table pg_temp.usage_minutes;
+  drop table pg_temp.usage_buckets;
   update private.credit_usage_rollup_state
   set rolled_through = coalesce((select max(l.id) from public.credit_ledger l), 0), rolled_at = now();
   return v_days + v_prefix;
@@ -2670,15 +2670,16 @@ COMMENT ON FUNCTION private.sync_org_credit_flag() IS 'Trigger on credit_balance
 CREATE FUNCTION private.usage_by_day(p_org_id uuid, p_since timestamp with time zone) RETURNS TABLE(day date, operation text, calls bigint, successful_calls bigint, failed_calls bigint, credits_used bigint, latency_ms_sum bigint, latency_count bigint)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_origin constant timestamptz := timestamptz '2000-01-01 00:00:00+00';
   -- Timestamps count microseconds: "created after p_since" is "created at or after v_from".
   v_from timestamptz := p_since + interval '1 microsecond';
   v_d0 timestamptz := date_bin('1 day', v_from, v_origin);
-  v_m0 timestamptz := date_bin('1 minute', v_from, v_origin);
-  v_m1 timestamptz := v_m0 + interval '1 minute';
-  -- First half of the minute: prefix before m0, minus [m0, v_from); else prefix through m0,
+  v_m0 timestamptz := date_bin('10 seconds', v_from, v_origin);
+  v_m1 timestamptz := v_m0 + interval '10 seconds';
+  -- First half of the bucket: prefix before m0, minus [m0, v_from); else prefix through m0,
   -- plus [v_from, m1).
   v_early boolean := v_from - v_m0 <= v_m1 - v_from;
   v_watermark bigint := (select s.rolled_through from private.credit_usage_rollup_state s);
@@ -2707,7 +2708,7 @@ begin
     ) p
     where u.org_id = p_org_id and u.grain = 'day' and u.bucket_start = v_d0
     union all
-    -- The partial minute, as the requests are now: [m0, v_from) subtracted, or [v_from, m1) added.
+    -- The partial bucket, as the requests are now: [m0, v_from) subtracted, or [v_from, m1) added.
     select r.created_at, r.operation, s.sign * 1::bigint,
            s.sign * (r.success is true)::int::bigint, s.sign * (r.success is false)::int::bigint,
            s.sign * (r.charged - r.refunded),
@@ -2739,7 +2740,7 @@ $$;
 -- Name: FUNCTION usage_by_day(p_org_id uuid, p_since timestamp with time zone); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.usage_by_day(p_org_id uuid, p_since timestamp with time zone) IS 'Usage of an org''s requests created after p_since per UTC day and operation (day rows, one prefix row per operation, half a minute of requests and the tail; identical to a full scan). Definer: checks membership once instead of RLS per table. Called by authenticated through get_usage_stats and get_daily_usage.';
+COMMENT ON FUNCTION private.usage_by_day(p_org_id uuid, p_since timestamp with time zone) IS 'Usage of an org''s requests created after p_since per UTC day and operation (day rows, one prefix row per operation, at most 5 s of requests and the tail; identical to a full scan). Definer: checks membership once instead of RLS per table. Called by authenticated through get_usage_stats and get_daily_usage.';
 
 
 --
@@ -3736,6 +3737,7 @@ COMMENT ON FUNCTION public.get_credit_balance(p_org_id uuid) IS 'User RPC: {org_
 CREATE FUNCTION public.get_daily_usage(p_days integer DEFAULT 30, p_org_id uuid DEFAULT NULL::uuid) RETURNS jsonb
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_org_id uuid;
@@ -3782,6 +3784,7 @@ COMMENT ON FUNCTION public.get_daily_usage(p_days integer, p_org_id uuid) IS 'Us
 CREATE FUNCTION public.get_usage_stats(p_days integer DEFAULT 30, p_org_id uuid DEFAULT NULL::uuid) RETURNS jsonb
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_org_id uuid;
@@ -5252,7 +5255,7 @@ CREATE TABLE public.credit_usage_prefix (
 -- Name: TABLE credit_usage_prefix; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON TABLE public.credit_usage_prefix IS 'Running usage totals within each UTC day, per org and operation, at every minute with calls (kept by roll_up_credit_usage() from the ledger). Read through get_usage_stats and get_daily_usage.';
+COMMENT ON TABLE public.credit_usage_prefix IS 'Running usage totals within each UTC day, per org and operation, at every 10-second bucket with calls (kept by roll_up_credit_usage() from the ledger). Read through get_usage_stats and get_daily_usage.';
 
 
 --

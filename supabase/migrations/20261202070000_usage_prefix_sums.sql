@@ -1,38 +1,39 @@
 -- Usage reads at a fixed number of rollup rows per operation, however busy the org.
 --
 -- The rollup read a window's first, partial day from hour rows and its first partial hour from
--- minute rows: a busy org, whose buckets are all full, read up to 13 hour and 31 minute rows per
--- operation more than a quiet one. Now the partial day is a difference of two rows per
--- operation:
+-- minute rows, then up to half a minute of requests: a busy org, whose buckets are all full, read
+-- up to 13 hour and 31 minute rows per operation and ~116 requests more than a quiet one. Now
+-- the partial day is a difference of two rows per operation:
 --
 --   credit_usage_rollup   day rows only, as before (hour and minute rows are gone)
---   credit_usage_prefix   running totals within a UTC day: for each minute in which an
+--   credit_usage_prefix   running totals within a UTC day: for each 10-second bucket in which an
 --                         operation had calls, its sums from the day's midnight through the end
---                         of that minute (a prefix sum, reset every day)
+--                         of that bucket (a prefix sum, reset every day)
 --
 -- A window that starts at v_from reads, per operation: the day rows from v_from's day on, and
--- one prefix row, the last one before v_from's minute (or through it), subtracted from that
--- day's row. What remains is the same as before: the calls of the first partial minute, read
--- from credit_requests from whichever side of v_from is shorter (at most half a minute), and the
--- ledger entries past the watermark (the tail). Answers stay identical to a full scan; the
--- charge path still writes nothing more; roll_up_credit_usage still feeds both tables from the
--- watermark.
+-- one prefix row, the last one before v_from's bucket (or through it), subtracted from that
+-- day's row. What remains: the calls of the first partial bucket, read from credit_requests from
+-- whichever side of v_from is shorter (at most 5 seconds of calls), and the ledger entries past
+-- the watermark (the tail). Answers stay identical to a full scan; the charge path still writes
+-- nothing more; roll_up_credit_usage still feeds both tables from the watermark.
 --
--- Cost of the running totals: a change to a request created in minute m adds to every prefix
--- row of its operation from m to the end of that UTC day. For new calls that is one row (m is
--- the newest minute); a late refund or capture touches at most the rest of its day (1,440 rows
--- per operation at most). Prefix rows are kept for whole UTC days back to the oldest day a
--- window can start in (366 days) plus one; older ones are pruned, day rows stay.
+-- Cost of the running totals: a change to a request created in bucket b adds to every prefix
+-- row of its operation from b to the end of that UTC day. For new calls that is one row (b is
+-- the newest bucket); a late refund or capture touches at most the rest of its day (8,640 rows
+-- per operation at most). Size: at most 8,640 rows per operation and day with calls (a busy
+-- org, ~4 calls a second over 5 operations, fills them all: 43,200 rows a day, about an eighth
+-- of its requests). Prefix rows are kept for whole UTC days back to the oldest day a window can
+-- start in (366 days) plus one; older ones are pruned, day rows stay.
 
 -- Tables ------------------------------------------------------------------------------------
 
 create table public.credit_usage_prefix (
   org_id uuid not null references public.orgs (id),
   operation text not null,
-  -- A UTC minute in which this operation had calls.
+  -- Start of a 10-second UTC bucket in which this operation had calls.
   bucket_start timestamptz not null,
   -- Sums over this operation's requests created from the start of bucket_start's UTC day up to
-  -- the end of this minute.
+  -- the end of this bucket.
   calls bigint not null default 0,
   successful_calls bigint not null default 0,
   failed_calls bigint not null default 0,
@@ -40,12 +41,12 @@ create table public.credit_usage_prefix (
   credits_used bigint not null default 0,
   latency_ms_sum bigint not null default 0,
   latency_count bigint not null default 0,
-  -- (org, operation, minute): "the last row before a minute" is one descent of this key.
+  -- (org, operation, bucket): "the last row before a bucket" is one descent of this key.
   primary key (org_id, operation, bucket_start)
 );
 
 comment on table public.credit_usage_prefix is
-  'Running usage totals within each UTC day, per org and operation, at every minute with calls (kept by roll_up_credit_usage() from the ledger). Read through get_usage_stats and get_daily_usage.';
+  'Running usage totals within each UTC day, per org and operation, at every 10-second bucket with calls (kept by roll_up_credit_usage() from the ledger). Read through get_usage_stats and get_daily_usage.';
 
 alter table public.credit_usage_prefix enable row level security;
 revoke all on public.credit_usage_prefix from anon, authenticated, service_role;
@@ -81,16 +82,18 @@ comment on function private.usage_prefix_horizon() is
 
 -- Usage of the org's requests created after p_since, per UTC day and operation, exactly as a
 -- full scan of credit_requests would count it. With v_from = p_since + 1 µs (the first instant
--- in the window), d0 its UTC day and m0 its minute, per operation:
+-- in the window), d0 its UTC day and m0 its 10-second bucket, per operation:
 --   * day rows from d0 on;
 --   * minus d0's part before v_from: the last prefix row before m0, then minus the requests in
---     [m0, v_from) as they are now (v_from in the first half of its minute); or the last prefix
---     row through m0, then plus the requests in [v_from, m0 + 1 minute) (second half);
+--     [m0, v_from) as they are now (v_from in the first half of its bucket); or the last prefix
+--     row through m0, then plus the requests in [v_from, m0 + 10 s) (second half);
 --   * plus the ledger entries past the watermark (the tail) for requests created from m0 (or
---     m0 + 1 minute) on, which brings every rollup row above up to date.
+--     m0 + 10 s) on, which brings every rollup row above up to date.
 -- So both a quiet and a busy org read the same rollup rows per operation (one per day and one
--- prefix row); only the half minute of requests and the tail grow with traffic. plpgsql so that
--- its plan is cached.
+-- prefix row); only the 5 seconds of requests and the tail grow with traffic. plpgsql so that
+-- its plan is cached, and always the generic plan (plan_cache_mode): the same plan for every
+-- org, instead of a custom plan made per call for the org's numbers, which cost more than
+-- running it.
 -- SECURITY DEFINER, with the membership check done once up front (caller_org): as an invoker,
 -- every table it reads applied its RLS policy, and each policy looked the caller's orgs up
 -- again (a readable_org_ids() call per table read, and only for the reads that found rows: the
@@ -110,15 +113,16 @@ language plpgsql
 stable
 security definer
 set search_path = ''
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   v_origin constant timestamptz := timestamptz '2000-01-01 00:00:00+00';
   -- Timestamps count microseconds: "created after p_since" is "created at or after v_from".
   v_from timestamptz := p_since + interval '1 microsecond';
   v_d0 timestamptz := date_bin('1 day', v_from, v_origin);
-  v_m0 timestamptz := date_bin('1 minute', v_from, v_origin);
-  v_m1 timestamptz := v_m0 + interval '1 minute';
-  -- First half of the minute: prefix before m0, minus [m0, v_from); else prefix through m0,
+  v_m0 timestamptz := date_bin('10 seconds', v_from, v_origin);
+  v_m1 timestamptz := v_m0 + interval '10 seconds';
+  -- First half of the bucket: prefix before m0, minus [m0, v_from); else prefix through m0,
   -- plus [v_from, m1).
   v_early boolean := v_from - v_m0 <= v_m1 - v_from;
   v_watermark bigint := (select s.rolled_through from private.credit_usage_rollup_state s);
@@ -147,7 +151,7 @@ begin
     ) p
     where u.org_id = p_org_id and u.grain = 'day' and u.bucket_start = v_d0
     union all
-    -- The partial minute, as the requests are now: [m0, v_from) subtracted, or [v_from, m1) added.
+    -- The partial bucket, as the requests are now: [m0, v_from) subtracted, or [v_from, m1) added.
     select r.created_at, r.operation, s.sign * 1::bigint,
            s.sign * (r.success is true)::int::bigint, s.sign * (r.success is false)::int::bigint,
            s.sign * (r.charged - r.refunded),
@@ -177,15 +181,19 @@ $$;
 revoke all on function private.usage_by_day(uuid, timestamptz) from public;
 grant execute on function private.usage_by_day(uuid, timestamptz) to authenticated;
 comment on function private.usage_by_day(uuid, timestamptz) is
-  'Usage of an org''s requests created after p_since per UTC day and operation (day rows, one prefix row per operation, half a minute of requests and the tail; identical to a full scan). Definer: checks membership once instead of RLS per table. Called by authenticated through get_usage_stats and get_daily_usage.';
+  'Usage of an org''s requests created after p_since per UTC day and operation (day rows, one prefix row per operation, at most 5 s of requests and the tail; identical to a full scan). Definer: checks membership once instead of RLS per table. Called by authenticated through get_usage_stats and get_daily_usage.';
+
+-- The two RPCs over it: the same generic plan for every org, not one planned per call.
+alter function public.get_usage_stats(integer, uuid) set plan_cache_mode = force_generic_plan;
+alter function public.get_daily_usage(integer, uuid) set plan_cache_mode = force_generic_plan;
 
 -- Keeping it current -------------------------------------------------------------------------------
 
 -- Folds ledger entries (p_from, p_through] into the day rows and the prefix rows. Per org,
--- operation and UTC day, the entries' sums by minute are accumulated (c_i up to minute m_i);
--- every existing prefix row in [m_i, m_i+1) gains c_i, and a minute without a row gets one:
+-- operation and UTC day, the entries' sums by 10-second bucket are accumulated (c_i up to bucket
+-- m_i); every existing prefix row in [m_i, m_i+1) gains c_i, and a bucket without a row gets one:
 -- the last row before it in that day (as it was) plus c_i. One statement, so the new rows are
--- computed from the old values and the updated rows never include them. Minutes before the
+-- computed from the old values and the updated rows never include them. Buckets before the
 -- prefix horizon change day rows only.
 create or replace function private.fold_usage_deltas(p_from bigint, p_through bigint)
 returns void
@@ -209,8 +217,8 @@ begin
       latency_ms_sum = u.latency_ms_sum + excluded.latency_ms_sum,
       latency_count = u.latency_count + excluded.latency_count;
 
-  with minutes as (
-    select d.org_id, d.operation, date_bin('1 minute', d.called_at, v_origin) as minute,
+  with buckets as (
+    select d.org_id, d.operation, date_bin('10 seconds', d.called_at, v_origin) as bucket,
            sum(d.calls) as calls, sum(d.successful_calls) as successful_calls, sum(d.failed_calls) as failed_calls,
            sum(d.credits_used) as credits_used, sum(d.latency_ms_sum) as latency_ms_sum, sum(d.latency_count) as latency_count
     from private.credit_usage_deltas d
@@ -218,13 +226,13 @@ begin
     group by 1, 2, 3
   ),
   running as (
-    select m.org_id, m.operation, m.minute,
-           -- [minute, until): the prefix rows this running total applies to
-           coalesce(lead(m.minute) over w, date_bin('1 day', m.minute, v_origin) + interval '1 day') as until,
+    select m.org_id, m.operation, m.bucket,
+           -- [bucket, until): the prefix rows this running total applies to
+           coalesce(lead(m.bucket) over w, date_bin('1 day', m.bucket, v_origin) + interval '1 day') as until,
            sum(m.calls) over w as calls, sum(m.successful_calls) over w as successful_calls, sum(m.failed_calls) over w as failed_calls,
            sum(m.credits_used) over w as credits_used, sum(m.latency_ms_sum) over w as latency_ms_sum, sum(m.latency_count) over w as latency_count
-    from minutes m
-    window w as (partition by m.org_id, m.operation, date_bin('1 day', m.minute, v_origin) order by m.minute)
+    from buckets m
+    window w as (partition by m.org_id, m.operation, date_bin('1 day', m.bucket, v_origin) order by m.bucket)
   ),
   updated as (
     update public.credit_usage_prefix x
@@ -235,23 +243,23 @@ begin
         latency_ms_sum = x.latency_ms_sum + c.latency_ms_sum,
         latency_count = x.latency_count + c.latency_count
     from running c
-    where x.org_id = c.org_id and x.operation = c.operation and x.bucket_start >= c.minute and x.bucket_start < c.until
+    where x.org_id = c.org_id and x.operation = c.operation and x.bucket_start >= c.bucket and x.bucket_start < c.until
   )
   insert into public.credit_usage_prefix (org_id, operation, bucket_start, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
-  select c.org_id, c.operation, c.minute,
+  select c.org_id, c.operation, c.bucket,
          coalesce(b.calls, 0) + c.calls, coalesce(b.successful_calls, 0) + c.successful_calls, coalesce(b.failed_calls, 0) + c.failed_calls,
          coalesce(b.credits_used, 0) + c.credits_used, coalesce(b.latency_ms_sum, 0) + c.latency_ms_sum, coalesce(b.latency_count, 0) + c.latency_count
   from running c
   left join lateral (
     select * from public.credit_usage_prefix x
     where x.org_id = c.org_id and x.operation = c.operation
-      and x.bucket_start >= date_bin('1 day', c.minute, v_origin) and x.bucket_start < c.minute
+      and x.bucket_start >= date_bin('1 day', c.bucket, v_origin) and x.bucket_start < c.bucket
     order by x.bucket_start desc
     limit 1
   ) b on true
   where not exists (
     select 1 from public.credit_usage_prefix x
-    where x.org_id = c.org_id and x.operation = c.operation and x.bucket_start = c.minute
+    where x.org_id = c.org_id and x.operation = c.operation and x.bucket_start = c.bucket
   );
 end
 $$;
@@ -359,30 +367,30 @@ begin
   perform pg_advisory_xact_lock(hashtext('tollgate.roll_up_credit_usage'));
   delete from public.credit_usage_rollup;
   delete from public.credit_usage_prefix;
-  create temporary table usage_minutes on commit drop as
-  select r.org_id, r.operation, date_bin('1 minute', r.created_at, v_origin) as minute,
+  create temporary table usage_buckets on commit drop as
+  select r.org_id, r.operation, date_bin('10 seconds', r.created_at, v_origin) as bucket,
          count(*) as calls, count(*) filter (where r.success) as successful_calls, count(*) filter (where not r.success) as failed_calls,
          sum(r.charged - r.refunded) as credits_used, coalesce(sum(r.latency_ms), 0) as latency_ms_sum, count(r.latency_ms) as latency_count
   from public.credit_requests r
   group by 1, 2, 3;
 
   insert into public.credit_usage_rollup (org_id, grain, bucket_start, operation, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
-  select m.org_id, 'day', date_bin('1 day', m.minute, v_origin), m.operation,
+  select m.org_id, 'day', date_bin('1 day', m.bucket, v_origin), m.operation,
          sum(m.calls), sum(m.successful_calls), sum(m.failed_calls), sum(m.credits_used), sum(m.latency_ms_sum), sum(m.latency_count)
-  from pg_temp.usage_minutes m
+  from pg_temp.usage_buckets m
   group by 1, 2, 3, 4;
   get diagnostics v_days = row_count;
 
   insert into public.credit_usage_prefix (org_id, operation, bucket_start, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
-  select m.org_id, m.operation, m.minute,
+  select m.org_id, m.operation, m.bucket,
          sum(m.calls) over w, sum(m.successful_calls) over w, sum(m.failed_calls) over w,
          sum(m.credits_used) over w, sum(m.latency_ms_sum) over w, sum(m.latency_count) over w
-  from pg_temp.usage_minutes m
-  where m.minute >= private.usage_prefix_horizon()
-  window w as (partition by m.org_id, m.operation, date_bin('1 day', m.minute, v_origin) order by m.minute);
+  from pg_temp.usage_buckets m
+  where m.bucket >= private.usage_prefix_horizon()
+  window w as (partition by m.org_id, m.operation, date_bin('1 day', m.bucket, v_origin) order by m.bucket);
   get diagnostics v_prefix = row_count;
 
-  drop table pg_temp.usage_minutes;
+  drop table pg_temp.usage_buckets;
   update private.credit_usage_rollup_state
   set rolled_through = coalesce((select max(l.id) from public.credit_ledger l), 0), rolled_at = now();
   return v_days + v_prefix;

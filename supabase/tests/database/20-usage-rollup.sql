@@ -203,10 +203,10 @@ select public.roll_up_credit_usage(1000);
 select is(tests.usage_mismatches(:'alice', :'alice_org'), '{}', 'rolled up again: equal to the full scan');
 
 -- Windows that start anywhere in a minute, an hour and a day, and at the edges of a UTC day
--- (the microsecond before midnight, midnight, just after, the last minute's second half, whose
--- next minute is the next day, and the exact middle of a minute): the partial day is its day
--- row less a running total before (or through) the window's minute, less (or plus) that
--- minute's requests; all of them must give the full scan per day.
+-- (the microsecond before midnight, midnight, just after, the second half of the day's last
+-- 10-second bucket, whose next bucket is the next day, and the exact middle of a bucket): the
+-- partial day is its day row less a running total before (or through) the window's bucket,
+-- less (or plus) that bucket's requests; all of them must give the full scan per day.
 create function tests.window_mismatches(p_org_id uuid)
 returns text[]
 language plpgsql
@@ -222,7 +222,8 @@ begin
     from unnest(array[2, 21]) h, unnest(array[7, 52]) m, unnest(array[3.25, 56.5]) sec
     union all select v_anchor + x from unnest(array[interval '0', interval '5 hours', interval '5 hours 17 minutes', interval '-1 microsecond',
       interval '1 microsecond', interval '-2 microseconds', interval '-20 seconds', interval '-40 seconds', interval '-60 seconds',
-      interval '30 seconds', interval '7 minutes 30 seconds', interval '1 day -1 microsecond', interval '1 day -15 seconds']) x
+      interval '30 seconds', interval '7 minutes 30 seconds', interval '1 day -1 microsecond', interval '1 day -15 seconds',
+      interval '-2 seconds', interval '-3 seconds', interval '4.999999 seconds', interval '1 hour 14.999999 seconds']) x
   loop
     if exists (
       (select * from private.usage_by_day(p_org_id, v_since)
