@@ -4593,7 +4593,7 @@ $$;
 -- Name: FUNCTION roll_up_credit_usage(p_batch_size integer, p_wait_ms integer); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.roll_up_credit_usage(p_batch_size integer, p_wait_ms integer) IS 'Cron (every 2 s: a minutely run that loops) / service_role: fold up to p_batch_size ledger entries into the usage rollup and its within-day running totals (waiting up to p_wait_ms for open transactions); returns how many. Errors: invalid_batch_size, invalid_wait 22023, invalid_isolation 25000.';
+COMMENT ON FUNCTION public.roll_up_credit_usage(p_batch_size integer, p_wait_ms integer) IS 'Cron (every second: a minutely run that loops) / service_role: fold up to p_batch_size ledger entries into the usage rollup and its within-day running totals (waiting up to p_wait_ms for open transactions); returns how many. Errors: invalid_batch_size, invalid_wait 22023, invalid_isolation 25000.';
 
 
 --
@@ -8133,8 +8133,8 @@ begin
   loop
     perform public.roll_up_credit_usage(100000, 1000);
     commit;
-    exit when pg_catalog.clock_timestamp() + interval '2 seconds' > v_until;
-    perform pg_catalog.pg_sleep(2);
+    exit when pg_catalog.clock_timestamp() + interval '1 second' > v_until;
+    perform pg_catalog.pg_sleep(1);
   end loop;
 end
 $roll$

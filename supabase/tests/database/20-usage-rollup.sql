@@ -389,13 +389,13 @@ select throws_ok('select public.roll_up_credit_usage(0)', '22023', 'invalid_batc
 select throws_ok('select public.roll_up_credit_usage(10, -1)', '22023', 'invalid_wait', 'roll_up_credit_usage: invalid_wait');
 select tests.clear_authentication();
 
--- One run a minute that rolls up every 2 seconds, committing each round (pg_cron 1.4 has no
+-- One run a minute that rolls up every second, committing each round (pg_cron 1.4 has no
 -- seconds schedules).
 select results_eq(
-  $$select schedule, active, command ~ 'perform public\.roll_up_credit_usage\(100000, 1000\);\s+commit;' and command ~ 'pg_sleep\(2\)'
+  $$select schedule, active, command ~ 'perform public\.roll_up_credit_usage\(100000, 1000\);\s+commit;' and command ~ 'pg_sleep\(1\)'
     from cron.job where jobname = 'tollgate-roll-up-credit-usage'$$,
   $$values ('* * * * *'::text, true, true)$$,
-  'pg_cron rolls usage up every 2 seconds (a minutely run that loops, committing each round)'
+  'pg_cron rolls usage up every second (a minutely run that loops, committing each round)'
 );
 select is(public.reconcile_credits(), 0, 'the books still balance');
 
