@@ -826,6 +826,7 @@ CREATE FUNCTION private.fold_usage_deltas(p_from bigint, p_through bigint) RETUR
     AS $$
 declare
   v_origin constant timestamptz := timestamptz '2000-01-01 00:00:00+00';
+  v_horizon timestamptz := private.usage_prefix_horizon();
 begin
   insert into public.credit_usage_rollup as u (org_id, grain, bucket_start, operation, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
   select d.org_id, 'day', date_bin('1 day', d.called_at, v_origin), d.operation,
@@ -846,7 +847,7 @@ begin
            sum(d.calls) as calls, sum(d.successful_calls) as successful_calls, sum(d.failed_calls) as failed_calls,
            sum(d.credits_used) as credits_used, sum(d.latency_ms_sum) as latency_ms_sum, sum(d.latency_count) as latency_count
     from private.credit_usage_deltas d
-    where d.ledger_id > p_from and d.ledger_id <= p_through and d.called_at >= private.usage_prefix_horizon()
+    where d.ledger_id > p_from and d.ledger_id <= p_through and d.called_at >= v_horizon
     group by 1, 2, 3
   ),
   running as (
@@ -1845,40 +1846,44 @@ CREATE FUNCTION private.rebuild_credit_usage_rollup() RETURNS bigint
     AS $$
 declare
   v_origin constant timestamptz := timestamptz '2000-01-01 00:00:00+00';
-  v_days bigint;
-  v_prefix bigint;
+  v_horizon timestamptz := private.usage_prefix_horizon();
+  v_rows bigint;
 begin
   lock table public.credit_ledger in exclusive mode;
   perform pg_advisory_xact_lock(hashtext('tollgate.roll_up_credit_usage'));
   delete from public.credit_usage_rollup;
   delete from public.credit_usage_prefix;
-  create temporary table usage_buckets on commit drop as
-  select r.org_id, r.operation, date_bin('10 seconds', r.created_at, v_origin) as bucket,
-         count(*) as calls, count(*) filter (where r.success) as successful_calls, count(*) filter (where not r.success) as failed_calls,
-         sum(r.charged - r.refunded) as credits_used, coalesce(sum(r.latency_ms), 0) as latency_ms_sum, count(r.latency_ms) as latency_count
-  from public.credit_requests r
-  group by 1, 2, 3;
+  -- One pass over the requests (the CTE is computed once), both tables written from it.
+  with buckets as (
+    select r.org_id, r.operation, date_bin('10 seconds', r.created_at, v_origin) as bucket,
+           count(*) as calls, count(*) filter (where r.success) as successful_calls, count(*) filter (where not r.success) as failed_calls,
+           sum(r.charged - r.refunded) as credits_used, coalesce(sum(r.latency_ms), 0) as latency_ms_sum, count(r.latency_ms) as latency_count
+    from public.credit_requests r
+    group by 1, 2, 3
+  ),
+  days as (
+    insert into public.credit_usage_rollup (org_id, grain, bucket_start, operation, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
+    select m.org_id, 'day', date_bin('1 day', m.bucket, v_origin), m.operation,
+           sum(m.calls), sum(m.successful_calls), sum(m.failed_calls), sum(m.credits_used), sum(m.latency_ms_sum), sum(m.latency_count)
+    from buckets m
+    group by 1, 2, 3, 4
+    returning 1
+  ),
+  running as (
+    insert into public.credit_usage_prefix (org_id, operation, bucket_start, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
+    select m.org_id, m.operation, m.bucket,
+           sum(m.calls) over w, sum(m.successful_calls) over w, sum(m.failed_calls) over w,
+           sum(m.credits_used) over w, sum(m.latency_ms_sum) over w, sum(m.latency_count) over w
+    from buckets m
+    where m.bucket >= v_horizon
+    window w as (partition by m.org_id, m.operation, date_bin('1 day', m.bucket, v_origin) order by m.bucket)
+    returning 1
+  )
+  select (select count(*) from days) + (select count(*) from running) into v_rows;
 
-  insert into public.credit_usage_rollup (org_id, grain, bucket_start, operation, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
-  select m.org_id, 'day', date_bin('1 day', m.bucket, v_origin), m.operation,
-         sum(m.calls), sum(m.successful_calls), sum(m.failed_calls), sum(m.credits_used), sum(m.latency_ms_sum), sum(m.latency_count)
-  from pg_temp.usage_buckets m
-  group by 1, 2, 3, 4;
-  get diagnostics v_days = row_count;
-
-  insert into public.credit_usage_prefix (org_id, operation, bucket_start, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
-  select m.org_id, m.operation, m.bucket,
-         sum(m.calls) over w, sum(m.successful_calls) over w, sum(m.failed_calls) over w,
-         sum(m.credits_used) over w, sum(m.latency_ms_sum) over w, sum(m.latency_count) over w
-  from pg_temp.usage_buckets m
-  where m.bucket >= private.usage_prefix_horizon()
-  window w as (partition by m.org_id, m.operation, date_bin('1 day', m.bucket, v_origin) order by m.bucket);
-  get diagnostics v_prefix = row_count;
-
-  drop table pg_temp.usage_buckets;
   update private.credit_usage_rollup_state
   set rolled_through = coalesce((select max(l.id) from public.credit_ledger l), 0), rolled_at = now();
-  return v_days + v_prefix;
+  return v_rows;
 end
 $$;
 
