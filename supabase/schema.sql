@@ -984,22 +984,18 @@ COMMENT ON FUNCTION private.fail(p_key text, p_errcode text, p_detail jsonb, p_h
 --
 
 CREATE FUNCTION private.fold_usage_deltas(p_from bigint, p_through bigint) RETURNS void
-    LANGUAGE sql
+    LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
-  with minutes as (
-    select d.org_id, d.operation, date_bin('1 minute', d.called_at, timestamptz '2000-01-01 00:00:00+00') as bucket_start,
-           sum(d.calls) as calls, sum(d.successful_calls) as successful_calls, sum(d.failed_calls) as failed_calls,
-           sum(d.credits_used) as credits_used, sum(d.latency_ms_sum) as latency_ms_sum, sum(d.latency_count) as latency_count
-    from private.credit_usage_deltas d
-    where d.ledger_id > p_from and d.ledger_id <= p_through
-    group by 1, 2, 3
-  )
+declare
+  v_origin constant timestamptz := timestamptz '2000-01-01 00:00:00+00';
+  v_horizon timestamptz := private.usage_prefix_horizon();
+begin
   insert into public.credit_usage_rollup as u (org_id, grain, bucket_start, operation, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
-  select m.org_id, g.grain, date_bin(g.stride, m.bucket_start, timestamptz '2000-01-01 00:00:00+00'), m.operation,
-         sum(m.calls), sum(m.successful_calls), sum(m.failed_calls), sum(m.credits_used), sum(m.latency_ms_sum), sum(m.latency_count)
-  from minutes m
-  cross join (values ('minute', interval '1 minute'), ('hour', interval '1 hour'), ('day', interval '1 day')) g (grain, stride)
+  select d.org_id, 'day', date_bin('1 day', d.called_at, v_origin), d.operation,
+         sum(d.calls), sum(d.successful_calls), sum(d.failed_calls), sum(d.credits_used), sum(d.latency_ms_sum), sum(d.latency_count)
+  from private.credit_usage_deltas d
+  where d.ledger_id > p_from and d.ledger_id <= p_through
   group by 1, 2, 3, 4
   on conflict (org_id, grain, bucket_start, operation) do update
   set calls = u.calls + excluded.calls,
@@ -1007,7 +1003,53 @@ CREATE FUNCTION private.fold_usage_deltas(p_from bigint, p_through bigint) RETUR
       failed_calls = u.failed_calls + excluded.failed_calls,
       credits_used = u.credits_used + excluded.credits_used,
       latency_ms_sum = u.latency_ms_sum + excluded.latency_ms_sum,
-      latency_count = u.latency_count + excluded.latency_count
+      latency_count = u.latency_count + excluded.latency_count;
+
+  with buckets as (
+    select d.org_id, d.operation, date_bin('10 seconds', d.called_at, v_origin) as bucket,
+           sum(d.calls) as calls, sum(d.successful_calls) as successful_calls, sum(d.failed_calls) as failed_calls,
+           sum(d.credits_used) as credits_used, sum(d.latency_ms_sum) as latency_ms_sum, sum(d.latency_count) as latency_count
+    from private.credit_usage_deltas d
+    where d.ledger_id > p_from and d.ledger_id <= p_through and d.called_at >= v_horizon
+    group by 1, 2, 3
+  ),
+  running as (
+    select m.org_id, m.operation, m.bucket,
+           -- [bucket, until): the prefix rows this running total applies to
+           coalesce(lead(m.bucket) over w, date_bin('1 day', m.bucket, v_origin) + interval '1 day') as until,
+           sum(m.calls) over w as calls, sum(m.successful_calls) over w as successful_calls, sum(m.failed_calls) over w as failed_calls,
+           sum(m.credits_used) over w as credits_used, sum(m.latency_ms_sum) over w as latency_ms_sum, sum(m.latency_count) over w as latency_count
+    from buckets m
+    window w as (partition by m.org_id, m.operation, date_bin('1 day', m.bucket, v_origin) order by m.bucket)
+  ),
+  updated as (
+    update public.credit_usage_prefix x
+    set calls = x.calls + c.calls,
+        successful_calls = x.successful_calls + c.successful_calls,
+        failed_calls = x.failed_calls + c.failed_calls,
+        credits_used = x.credits_used + c.credits_used,
+        latency_ms_sum = x.latency_ms_sum + c.latency_ms_sum,
+        latency_count = x.latency_count + c.latency_count
+    from running c
+    where x.org_id = c.org_id and x.operation = c.operation and x.bucket_start >= c.bucket and x.bucket_start < c.until
+  )
+  insert into public.credit_usage_prefix (org_id, operation, bucket_start, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
+  select c.org_id, c.operation, c.bucket,
+         coalesce(b.calls, 0) + c.calls, coalesce(b.successful_calls, 0) + c.successful_calls, coalesce(b.failed_calls, 0) + c.failed_calls,
+         coalesce(b.credits_used, 0) + c.credits_used, coalesce(b.latency_ms_sum, 0) + c.latency_ms_sum, coalesce(b.latency_count, 0) + c.latency_count
+  from running c
+  left join lateral (
+    select * from public.credit_usage_prefix x
+    where x.org_id = c.org_id and x.operation = c.operation
+      and x.bucket_start >= date_bin('1 day', c.bucket, v_origin) and x.bucket_start < c.bucket
+    order by x.bucket_start desc
+    limit 1
+  ) b on true
+  where not exists (
+    select 1 from public.credit_usage_prefix x
+    where x.org_id = c.org_id and x.operation = c.operation and x.bucket_start = c.bucket
+  );
+end
 $$;
 
 
@@ -1015,7 +1057,7 @@ $$;
 -- Name: FUNCTION fold_usage_deltas(p_from bigint, p_through bigint); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.fold_usage_deltas(p_from bigint, p_through bigint) IS 'Adds the usage deltas of ledger entries (p_from, p_through] to the rollup (minute, hour and day rows). Internal: roll_up_credit_usage.';
+COMMENT ON FUNCTION private.fold_usage_deltas(p_from bigint, p_through bigint) IS 'Adds the usage deltas of ledger entries (p_from, p_through] to the day rows and the within-day running totals (credit_usage_prefix). Internal: roll_up_credit_usage.';
 
 
 --
@@ -1987,25 +2029,42 @@ CREATE FUNCTION private.rebuild_credit_usage_rollup() RETURNS bigint
     SET search_path TO ''
     AS $$
 declare
+  v_origin constant timestamptz := timestamptz '2000-01-01 00:00:00+00';
+  v_horizon timestamptz := private.usage_prefix_horizon();
   v_rows bigint;
 begin
   lock table public.credit_ledger in exclusive mode;
+  perform pg_advisory_xact_lock(hashtext('tollgate.roll_up_credit_usage'));
   delete from public.credit_usage_rollup;
-  with minutes as (
-    select r.org_id, r.operation, date_bin('1 minute', r.created_at, timestamptz '2000-01-01 00:00:00+00') as bucket_start,
+  delete from public.credit_usage_prefix;
+  -- One pass over the requests (the CTE is computed once), both tables written from it.
+  with buckets as (
+    select r.org_id, r.operation, date_bin('10 seconds', r.created_at, v_origin) as bucket,
            count(*) as calls, count(*) filter (where r.success) as successful_calls, count(*) filter (where not r.success) as failed_calls,
            sum(r.charged - r.refunded) as credits_used, coalesce(sum(r.latency_ms), 0) as latency_ms_sum, count(r.latency_ms) as latency_count
     from public.credit_requests r
     group by 1, 2, 3
+  ),
+  days as (
+    insert into public.credit_usage_rollup (org_id, grain, bucket_start, operation, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
+    select m.org_id, 'day', date_bin('1 day', m.bucket, v_origin), m.operation,
+           sum(m.calls), sum(m.successful_calls), sum(m.failed_calls), sum(m.credits_used), sum(m.latency_ms_sum), sum(m.latency_count)
+    from buckets m
+    group by 1, 2, 3, 4
+    returning 1
+  ),
+  running as (
+    insert into public.credit_usage_prefix (org_id, operation, bucket_start, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
+    select m.org_id, m.operation, m.bucket,
+           sum(m.calls) over w, sum(m.successful_calls) over w, sum(m.failed_calls) over w,
+           sum(m.credits_used) over w, sum(m.latency_ms_sum) over w, sum(m.latency_count) over w
+    from buckets m
+    where m.bucket >= v_horizon
+    window w as (partition by m.org_id, m.operation, date_bin('1 day', m.bucket, v_origin) order by m.bucket)
+    returning 1
   )
-  insert into public.credit_usage_rollup (org_id, grain, bucket_start, operation, calls, successful_calls, failed_calls, credits_used, latency_ms_sum, latency_count)
-  select m.org_id, g.grain, date_bin(g.stride, m.bucket_start, timestamptz '2000-01-01 00:00:00+00'), m.operation,
-         sum(m.calls), sum(m.successful_calls), sum(m.failed_calls), sum(m.credits_used), sum(m.latency_ms_sum), sum(m.latency_count)
-  from minutes m
-  cross join (values ('minute', interval '1 minute'), ('hour', interval '1 hour'), ('day', interval '1 day')) g (grain, stride)
-  where g.grain = 'day' or m.bucket_start >= now() - interval '367 days'
-  group by 1, 2, 3, 4;
-  get diagnostics v_rows = row_count;
+  select (select count(*) from days) + (select count(*) from running) into v_rows;
+
   update private.credit_usage_rollup_state
   set rolled_through = coalesce((select max(l.id) from public.credit_ledger l), 0), rolled_at = now();
   return v_rows;
@@ -2017,7 +2076,7 @@ $$;
 -- Name: FUNCTION rebuild_credit_usage_rollup(); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.rebuild_credit_usage_rollup() IS 'Rebuilds the usage rollup from credit_requests under the ledger''s EXCLUSIVE lock; returns the rows written. Migration and repairs only (postgres).';
+COMMENT ON FUNCTION private.rebuild_credit_usage_rollup() IS 'Rebuilds the usage day rows and within-day running totals from credit_requests under the ledger''s EXCLUSIVE lock; returns the rows written. Migrations and repairs only (postgres).';
 
 
 --
@@ -2924,78 +2983,69 @@ COMMENT ON FUNCTION private.sync_org_credit_flag() IS 'Trigger on credit_balance
 --
 
 CREATE FUNCTION private.usage_by_day(p_org_id uuid, p_since timestamp with time zone) RETURNS TABLE(day date, operation text, calls bigint, successful_calls bigint, failed_calls bigint, credits_used bigint, latency_ms_sum bigint, latency_count bigint)
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_origin constant timestamptz := timestamptz '2000-01-01 00:00:00+00';
-  -- The window (p_since, ∞) in buckets: (p_since, v_m1) the partial minute, [v_m1, v_h1) whole
-  -- minutes, [v_h1, v_d1) whole hours, [v_d1, ∞) whole days. v_m0, v_h0, v_d0: the minute, hour
-  -- and day that enclose the partial pieces.
-  v_m0 timestamptz := date_bin('1 minute', p_since, v_origin);
-  v_m1 timestamptz := v_m0 + interval '1 minute';
-  v_h1 timestamptz := date_bin('1 hour', v_m1 - interval '1 microsecond', v_origin) + interval '1 hour';
-  v_h0 timestamptz := v_h1 - interval '1 hour';
-  v_d1 timestamptz := date_bin('1 day', v_h1 - interval '1 microsecond', v_origin) + interval '1 day';
-  v_d0 timestamptz := v_d1 - interval '1 day';
-  -- Read the enclosing bucket minus the outside part where that is fewer rows.
-  v_minute_outside boolean := p_since - v_m0 < v_m1 - p_since;
-  v_hour_outside boolean := v_h1 > v_m1 and v_m1 - v_h0 < v_h1 - v_m1;
-  v_day_outside boolean := v_d1 > v_h1 and v_h1 - v_d0 < v_d1 - v_h1;
+  -- Timestamps count microseconds: "created after p_since" is "created at or after v_from".
+  v_from timestamptz := p_since + interval '1 microsecond';
+  v_d0 timestamptz := date_bin('1 day', v_from, v_origin);
+  v_m0 timestamptz := date_bin('10 seconds', v_from, v_origin);
+  v_m1 timestamptz := v_m0 + interval '10 seconds';
+  -- First half of the bucket: prefix before m0, minus [m0, v_from); else prefix through m0,
+  -- plus [v_from, m1).
+  v_early boolean := v_from - v_m0 <= v_m1 - v_from;
   v_watermark bigint := (select s.rolled_through from private.credit_usage_rollup_state s);
 begin
+  -- Only a member's orgs (not_a_member 42501 otherwise; forbidden without a signed-in user).
+  p_org_id := private.caller_org(coalesce(p_org_id, '00000000-0000-0000-0000-000000000000'::uuid));
   return query
   with pieces as (
-    -- The partial minute, as the requests are now: inside the window, or (subtracted) outside it.
-    select r.created_at as at, r.operation, s.sign * 1::bigint as calls,
-           s.sign * (r.success is true)::int::bigint as successful_calls, s.sign * (r.success is false)::int::bigint as failed_calls,
-           s.sign * (r.charged - r.refunded) as credits_used,
-           s.sign * coalesce(r.latency_ms, 0)::bigint as latency_ms_sum, s.sign * (r.latency_ms is not null)::int::bigint as latency_count
-    from (select case when v_minute_outside then -1 else 1 end as sign) s
-    join public.credit_requests r on r.org_id = p_org_id
-      -- (p_since, v_m1) or [v_m0, p_since]; timestamps count microseconds
-      and r.created_at >= case when v_minute_outside then v_m0 else p_since + interval '1 microsecond' end
-      and r.created_at < case when v_minute_outside then p_since + interval '1 microsecond' else v_m1 end
+    -- Whole days, d0 included.
+    select u.bucket_start as at, u.operation, u.calls, u.successful_calls, u.failed_calls, u.credits_used,
+           u.latency_ms_sum, u.latency_count
+    from public.credit_usage_rollup u
+    where u.org_id = p_org_id and u.grain = 'day' and u.bucket_start >= v_d0
     union all
-    -- Rollup rows: [from, to) of a grain, added or subtracted.
-    select u.bucket_start, u.operation, b.sign * u.calls, b.sign * u.successful_calls, b.sign * u.failed_calls,
-           b.sign * u.credits_used, b.sign * u.latency_ms_sum, b.sign * u.latency_count
-    from (values
-      -- the enclosing minute of the partial one, when it is read from outside
-      ('minute', v_m0, case when v_minute_outside then v_m1 else v_m0 end, 1),
-      -- whole minutes up to the hour: [v_m1, v_h1), or the hour minus [v_h0, v_m1)
-      ('minute', v_m1, case when v_hour_outside then v_m1 else v_h1 end, 1),
-      ('minute', v_h0, case when v_hour_outside then v_m1 else v_h0 end, -1),
-      ('hour', v_h0, case when v_hour_outside then v_h1 else v_h0 end, 1),
-      -- whole hours up to the day: [v_h1, v_d1), or the day minus [v_d0, v_h1)
-      ('hour', v_h1, case when v_day_outside then v_h1 else v_d1 end, 1),
-      ('hour', v_d0, case when v_day_outside then v_h1 else v_d0 end, -1),
-      ('day', v_d0, case when v_day_outside then v_d1 else v_d0 end, 1),
-      -- whole days
-      ('day', v_d1, 'infinity'::timestamptz, 1)
-    ) b (grain, from_at, to_at, sign)
-    -- One primary-key range scan per line, never a scan of all the org's rows (offset 0 keeps
-    -- the planner from flattening the lateral subquery into a hash join).
+    -- d0 before m0 (or through m0), subtracted: one primary-key descent per operation of d0
+    -- (an operation without a d0 row has no prefix row in d0 either).
+    select v_d0, p.operation, -p.calls, -p.successful_calls, -p.failed_calls, -p.credits_used,
+           -p.latency_ms_sum, -p.latency_count
+    from public.credit_usage_rollup u
     cross join lateral (
-      select * from public.credit_usage_rollup x
-      where x.org_id = p_org_id and x.grain = b.grain and x.bucket_start >= b.from_at and x.bucket_start < b.to_at
-      offset 0
-    ) u
+      select * from public.credit_usage_prefix x
+      where x.org_id = p_org_id and x.operation = u.operation
+        and x.bucket_start >= v_d0 and x.bucket_start < case when v_early then v_m0 else v_m1 end
+      order by x.bucket_start desc
+      limit 1
+    ) p
+    where u.org_id = p_org_id and u.grain = 'day' and u.bucket_start = v_d0
     union all
-    -- The tail: ledger entries the rollup has not folded in yet, for every request the rollup
-    -- rows above count (from the partial minute's start when it is read from outside).
+    -- The partial bucket, as the requests are now: [m0, v_from) subtracted, or [v_from, m1) added.
+    select r.created_at, r.operation, s.sign * 1::bigint,
+           s.sign * (r.success is true)::int::bigint, s.sign * (r.success is false)::int::bigint,
+           s.sign * (r.charged - r.refunded),
+           s.sign * coalesce(r.latency_ms, 0)::bigint, s.sign * (r.latency_ms is not null)::int::bigint
+    from (select case when v_early then -1 else 1 end as sign) s
+    join public.credit_requests r on r.org_id = p_org_id
+      and r.created_at >= case when v_early then v_m0 else v_from end
+      and r.created_at < case when v_early then v_from else v_m1 end
+    union all
+    -- The tail: ledger entries not folded in yet, for every request the rows above count.
     select d.called_at, d.operation, d.calls::bigint, d.successful_calls::bigint, d.failed_calls::bigint, d.credits_used,
            d.latency_ms_sum::bigint, d.latency_count::bigint
     from private.credit_usage_deltas d
     where d.org_id = p_org_id and d.ledger_id > v_watermark
-      and d.called_at >= case when v_minute_outside then v_m0 else v_m1 end
+      and d.called_at >= case when v_early then v_m0 else v_m1 end
   )
   select (p.at at time zone 'UTC')::date, p.operation,
          sum(p.calls)::bigint, sum(p.successful_calls)::bigint, sum(p.failed_calls)::bigint, sum(p.credits_used)::bigint,
          sum(p.latency_ms_sum)::bigint, sum(p.latency_count)::bigint
   from pieces p
   group by 1, 2
-  -- A subtracted bucket can leave an operation with nothing in the window.
+  -- d0 less its prefix can leave an operation with nothing in the window.
   having sum(p.calls) <> 0;
 end
 $$;
@@ -3005,7 +3055,26 @@ $$;
 -- Name: FUNCTION usage_by_day(p_org_id uuid, p_since timestamp with time zone); Type: COMMENT; Schema: private; Owner: -
 --
 
-COMMENT ON FUNCTION private.usage_by_day(p_org_id uuid, p_since timestamp with time zone) IS 'Usage of an org''s requests created after p_since per UTC day and operation (rollup + tail, identical to a full scan). Called by authenticated through get_usage_stats and get_daily_usage.';
+COMMENT ON FUNCTION private.usage_by_day(p_org_id uuid, p_since timestamp with time zone) IS 'Usage of an org''s requests created after p_since per UTC day and operation (day rows, one prefix row per operation, at most 5 s of requests and the tail; identical to a full scan). Definer: checks membership once instead of RLS per table. Called by authenticated through get_usage_stats and get_daily_usage.';
+
+
+--
+-- Name: usage_prefix_horizon(); Type: FUNCTION; Schema: private; Owner: -
+--
+
+CREATE FUNCTION private.usage_prefix_horizon() RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select date_bin('1 day', now() - interval '367 days', timestamptz '2000-01-01 00:00:00+00')
+$$;
+
+
+--
+-- Name: FUNCTION usage_prefix_horizon(); Type: COMMENT; Schema: private; Owner: -
+--
+
+COMMENT ON FUNCTION private.usage_prefix_horizon() IS 'Start of the oldest UTC day whose usage prefix rows are kept (367 days back). Internal: fold_usage_deltas, roll_up_credit_usage, rebuild_credit_usage_rollup.';
 
 
 --
@@ -3867,6 +3936,31 @@ COMMENT ON FUNCTION public.expire_stale_holds(p_batch_size integer) IS 'Cron (ev
 
 
 --
+-- Name: get_alert_webhook(uuid); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.get_alert_webhook(p_org_id uuid DEFAULT NULL::uuid) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_org_id uuid := private.require_org_admin(p_org_id);
+  v_webhook record;
+begin
+  select w.url, w.updated_at into v_webhook from public.org_alert_webhooks w where w.org_id = v_org_id;
+  return jsonb_build_object('org_id', v_org_id, 'url', v_webhook.url, 'updated_at', v_webhook.updated_at);
+end
+$$;
+
+
+--
+-- Name: FUNCTION get_alert_webhook(p_org_id uuid); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.get_alert_webhook(p_org_id uuid) IS 'User RPC (owners/admins): {org_id, url, updated_at} of the org''s low-balance webhook (url null when none is set); never the signing secret. Errors: forbidden, not_a_member 42501.';
+
+
+--
 -- Name: get_auto_topup(uuid); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -3976,6 +4070,7 @@ COMMENT ON FUNCTION public.get_credit_balance(p_org_id uuid) IS 'User RPC: {org_
 CREATE FUNCTION public.get_daily_usage(p_days integer DEFAULT 30, p_org_id uuid DEFAULT NULL::uuid) RETURNS jsonb
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_org_id uuid;
@@ -4022,6 +4117,7 @@ COMMENT ON FUNCTION public.get_daily_usage(p_days integer, p_org_id uuid) IS 'Us
 CREATE FUNCTION public.get_usage_stats(p_days integer DEFAULT 30, p_org_id uuid DEFAULT NULL::uuid) RETURNS jsonb
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_org_id uuid;
@@ -4844,12 +4940,11 @@ begin
   perform private.fold_usage_deltas(v_from, v_through);
   update private.credit_usage_rollup_state set rolled_through = v_through, rolled_at = now();
 
-  -- Minute and hour rows past any window, of the orgs that were just active (one primary-key
-  -- range per org and grain).
-  delete from public.credit_usage_rollup u
-  using (select distinct l.org_id from public.credit_ledger l where l.id > v_from and l.id <= v_through) a,
-        (values ('minute'), ('hour')) g (grain)
-  where u.org_id = a.org_id and u.grain = g.grain and u.bucket_start < now() - interval '367 days';
+  -- Prefix rows of days past the horizon, of the orgs that were just active (one primary-key
+  -- range per org and operation).
+  delete from public.credit_usage_prefix x
+  using (select distinct l.org_id from public.credit_ledger l where l.id > v_from and l.id <= v_through) a
+  where x.org_id = a.org_id and x.bucket_start < private.usage_prefix_horizon();
   return v_count;
 end
 $$;
@@ -4859,7 +4954,7 @@ $$;
 -- Name: FUNCTION roll_up_credit_usage(p_batch_size integer, p_wait_ms integer); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.roll_up_credit_usage(p_batch_size integer, p_wait_ms integer) IS 'Cron (every 10 s; every minute with pg_cron < 1.5) / service_role: fold up to p_batch_size ledger entries into the usage rollup (waiting up to p_wait_ms for open transactions); returns how many. Errors: invalid_batch_size, invalid_wait 22023, invalid_isolation 25000.';
+COMMENT ON FUNCTION public.roll_up_credit_usage(p_batch_size integer, p_wait_ms integer) IS 'Cron (every second: a minutely run that loops) / service_role: fold up to p_batch_size ledger entries into the usage rollup and its within-day running totals (waiting up to p_wait_ms for open transactions); returns how many. Errors: invalid_batch_size, invalid_wait 22023, invalid_isolation 25000.';
 
 
 --
@@ -5540,6 +5635,30 @@ CREATE TABLE public.credit_topup_requests (
 
 
 --
+-- Name: credit_usage_prefix; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.credit_usage_prefix (
+    org_id uuid NOT NULL,
+    operation text NOT NULL,
+    bucket_start timestamp with time zone NOT NULL,
+    calls bigint DEFAULT 0 NOT NULL,
+    successful_calls bigint DEFAULT 0 NOT NULL,
+    failed_calls bigint DEFAULT 0 NOT NULL,
+    credits_used bigint DEFAULT 0 NOT NULL,
+    latency_ms_sum bigint DEFAULT 0 NOT NULL,
+    latency_count bigint DEFAULT 0 NOT NULL
+);
+
+
+--
+-- Name: TABLE credit_usage_prefix; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.credit_usage_prefix IS 'Running usage totals within each UTC day, per org and operation, at every 10-second bucket with calls (kept by roll_up_credit_usage() from the ledger). Read through get_usage_stats and get_daily_usage.';
+
+
+--
 -- Name: credit_usage_rollup; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -5554,7 +5673,7 @@ CREATE TABLE public.credit_usage_rollup (
     credits_used bigint DEFAULT 0 NOT NULL,
     latency_ms_sum bigint DEFAULT 0 NOT NULL,
     latency_count bigint DEFAULT 0 NOT NULL,
-    CONSTRAINT credit_usage_rollup_grain_check CHECK ((grain = ANY (ARRAY['minute'::text, 'hour'::text, 'day'::text])))
+    CONSTRAINT credit_usage_rollup_grain_check CHECK ((grain = 'day'::text))
 );
 
 
@@ -5562,7 +5681,7 @@ CREATE TABLE public.credit_usage_rollup (
 -- Name: TABLE credit_usage_rollup; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON TABLE public.credit_usage_rollup IS 'Per-bucket, per-operation usage sums (minute, hour, day; UTC), kept by roll_up_credit_usage() from the ledger. Read through get_usage_stats and get_daily_usage.';
+COMMENT ON TABLE public.credit_usage_rollup IS 'Per-day, per-operation usage sums (UTC), kept by roll_up_credit_usage() from the ledger; credit_usage_prefix holds the running totals within each day. Read through get_usage_stats and get_daily_usage.';
 
 
 --
@@ -6030,6 +6149,14 @@ ALTER TABLE ONLY public.credit_revocations
 
 ALTER TABLE ONLY public.credit_topup_requests
     ADD CONSTRAINT credit_topup_requests_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: credit_usage_prefix credit_usage_prefix_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.credit_usage_prefix
+    ADD CONSTRAINT credit_usage_prefix_pkey PRIMARY KEY (org_id, operation, bucket_start);
 
 
 --
@@ -6633,6 +6760,14 @@ ALTER TABLE ONLY public.credit_topup_requests
 
 
 --
+-- Name: credit_usage_prefix credit_usage_prefix_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.credit_usage_prefix
+    ADD CONSTRAINT credit_usage_prefix_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.orgs(id);
+
+
+--
 -- Name: credit_usage_rollup credit_usage_rollup_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -7031,6 +7166,19 @@ ALTER TABLE public.credit_topup_requests ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY credit_topup_requests_select_members ON public.credit_topup_requests FOR SELECT TO authenticated USING ((org_id = ANY (( SELECT private.readable_org_ids() AS readable_org_ids)::uuid[])));
+
+
+--
+-- Name: credit_usage_prefix; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.credit_usage_prefix ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: credit_usage_prefix credit_usage_prefix_select_members; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY credit_usage_prefix_select_members ON public.credit_usage_prefix FOR SELECT TO authenticated USING ((org_id = ANY (( SELECT private.readable_org_ids() AS readable_org_ids)::uuid[])));
 
 
 --
@@ -7783,6 +7931,13 @@ GRANT ALL ON FUNCTION private.usage_by_day(p_org_id uuid, p_since timestamp with
 
 
 --
+-- Name: FUNCTION usage_prefix_horizon(); Type: ACL; Schema: private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION private.usage_prefix_horizon() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION whatwg_ipv4(p_host text, OUT ends_in_number boolean, OUT address inet); Type: ACL; Schema: private; Owner: -
 --
 
@@ -7899,6 +8054,14 @@ GRANT ALL ON FUNCTION public.expire_credit_grants(p_batch_size integer) TO servi
 
 REVOKE ALL ON FUNCTION public.expire_stale_holds(p_batch_size integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.expire_stale_holds(p_batch_size integer) TO service_role;
+
+
+--
+-- Name: FUNCTION get_alert_webhook(p_org_id uuid); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.get_alert_webhook(p_org_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.get_alert_webhook(p_org_id uuid) TO authenticated;
 
 
 --
@@ -8255,6 +8418,14 @@ GRANT SELECT ON TABLE public.credit_topup_requests TO service_role;
 
 
 --
+-- Name: TABLE credit_usage_prefix; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.credit_usage_prefix TO authenticated;
+GRANT SELECT ON TABLE public.credit_usage_prefix TO service_role;
+
+
+--
 -- Name: TABLE credit_usage_rollup; Type: ACL; Schema: public; Owner: -
 --
 
@@ -8404,7 +8575,20 @@ begin
 end
 $beat$
 $job$);
-SELECT cron.schedule('tollgate-roll-up-credit-usage', '* * * * *', $job$select public.roll_up_credit_usage(100000, 1000)$job$);
+SELECT cron.schedule('tollgate-roll-up-credit-usage', '* * * * *', $job$
+do $roll$
+declare
+  v_until timestamptz := pg_catalog.date_trunc('minute', pg_catalog.clock_timestamp()) + interval '58 seconds';
+begin
+  loop
+    perform public.roll_up_credit_usage(100000, 1000);
+    commit;
+    exit when pg_catalog.clock_timestamp() + interval '1 second' > v_until;
+    perform pg_catalog.pg_sleep(1);
+  end loop;
+end
+$roll$
+$job$);
 
 --
 -- PostgreSQL database dump complete

@@ -188,10 +188,17 @@ describe('usage page in Chromium', { timeout: 90_000 }, () => {
     await expect.poll(async () => page.getByRole('status').textContent()).toContain('Auto top-up saved')
     const { data: topup } = await demo().rpc('get_auto_topup', { p_org_id: demoTeamOrg })
     expect(topup).toMatchObject({ enabled: true, threshold: 100, amount: 500, monthly_cap: 2000 })
-    // The alert webhook: its secret is shown once.
+    // The alert webhook: its secret is shown once; the URL is shown to owners and admins from
+    // then on (get_alert_webhook), the secret never again.
     await page.getByLabel(/Webhook URL/).fill('https://hooks.example.com/tollgate')
     await page.getByRole('button', { name: 'Save webhook' }).click()
     await expect.poll(async () => page.getByTestId('webhook-secret').textContent()).toMatch(/^whsec_/)
+    const secret = (await page.getByTestId('webhook-secret').textContent())!
+    await page.reload()
+    await expect.poll(async () => page.getByTestId('webhook-current').textContent()).toContain('https://hooks.example.com/tollgate')
+    expect(await page.getByLabel(/Webhook URL/).inputValue()).toBe('https://hooks.example.com/tollgate')
+    expect(await page.getByTestId('webhook-secret').count()).toBe(0)
+    expect(await page.textContent('body')).not.toContain(secret)
 
     const before = digits(await page.getByTestId('available').textContent())
     await page.getByLabel('Credits to buy').fill('1200')

@@ -160,6 +160,28 @@ describe('usage rollup', () => {
       [user.personalOrgId],
     )
     expect(rollup.rows).toEqual(requests.rows)
+
+    // And so are its running totals: per operation and 10-second bucket, everything of that UTC
+    // day up to the end of the bucket, folded round by round while the charges landed.
+    const prefix = await primaryDb.query(
+      `select operation, bucket_start, calls::int, successful_calls::int, failed_calls::int, credits_used::int, latency_ms_sum::int, latency_count::int
+       from public.credit_usage_prefix where org_id = $1 order by operation, bucket_start`,
+      [user.personalOrgId],
+    )
+    const running = await primaryDb.query(
+      `select operation, minute as bucket_start,
+              (sum(calls) over w)::int as calls, (sum(successful_calls) over w)::int as successful_calls, (sum(failed_calls) over w)::int as failed_calls,
+              (sum(credits_used) over w)::int as credits_used, (sum(latency_ms_sum) over w)::int as latency_ms_sum, (sum(latency_count) over w)::int as latency_count
+       from (select operation, date_bin('10 seconds', created_at, timestamptz '2000-01-01 00:00:00+00') as minute, count(*) as calls,
+                    count(*) filter (where success) as successful_calls, count(*) filter (where not success) as failed_calls,
+                    sum(charged - refunded) as credits_used, coalesce(sum(latency_ms), 0) as latency_ms_sum, count(latency_ms) as latency_count
+             from public.credit_requests where org_id = $1 group by 1, 2) m
+       window w as (partition by operation, date_bin('1 day', minute, timestamptz '2000-01-01 00:00:00+00') order by minute)
+       order by operation, minute`,
+      [user.personalOrgId],
+    )
+    expect(prefix.rows.length).toBeGreaterThan(0)
+    expect(prefix.rows).toEqual(running.rows)
   })
 
   it('dailyUsage: the typed client reads get_daily_usage', async () => {

@@ -311,6 +311,26 @@ isOneToOne: false
       referencedColumns: ["id"]
     }
                   ]
+                },"credit_usage_prefix": {
+                  Row: {
+                    "bucket_start": string,"calls": number,"credits_used": number,"failed_calls": number,"latency_count": number,"latency_ms_sum": number,"operation": string,"org_id": string,"successful_calls": number
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "bucket_start": string,"calls"?: number,"credits_used"?: number,"failed_calls"?: number,"latency_count"?: number,"latency_ms_sum"?: number,"operation": string,"org_id": string,"successful_calls"?: number
+                  }
+                  Update: {
+                    "bucket_start"?: string,"calls"?: number,"credits_used"?: number,"failed_calls"?: number,"latency_count"?: number,"latency_ms_sum"?: number,"operation"?: string,"org_id"?: string,"successful_calls"?: number
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "credit_usage_prefix_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "orgs"
+      referencedColumns: ["id"]
+    }
+                  ]
                 },"credit_usage_rollup": {
                   Row: {
                     "bucket_start": string,"calls": number,"credits_used": number,"failed_calls": number,"grain": string,"latency_count": number,"latency_ms_sum": number,"operation": string,"org_id": string,"successful_calls": number
@@ -610,6 +630,9 @@ isOneToOne: false
                            },
 "expire_stale_holds":
 { Args: { "p_batch_size"?: number }; Returns: number
+                           },
+"get_alert_webhook":
+{ Args: { "p_org_id"?: string }; Returns: Json
                            },
 "get_auto_topup":
 { Args: { "p_org_id"?: string }; Returns: Json

@@ -28,6 +28,12 @@ interface AutoTopup {
   payment_method_on_file: boolean
 }
 
+/** `get_alert_webhook`: where the org's low-balance alerts go (never the signing secret). */
+interface AlertWebhook {
+  url: string | null
+  updated_at: string | null
+}
+
 interface OrgData {
   balance: Balance
   stats: UsageStats
@@ -39,6 +45,7 @@ interface OrgData {
   ledgerBack: Array<number | null>
   ledgerBefore: number | null
   autoTopup: AutoTopup | null
+  webhook: AlertWebhook | null
 }
 
 interface State {
@@ -105,7 +112,7 @@ async function loadOrg(orgId: string, ledgerBefore: number | null = null, ledger
   // the answer, and nothing else is asked.
   const balance = await t.balance(orgId)
   const admin = ['owner', 'admin'].includes(roleIn(orgId) ?? '')
-  const [stats, daily, grants, page, autoTopup] = await Promise.all([
+  const [stats, daily, grants, page, autoTopup, webhook] = await Promise.all([
     t.usageStats({ days: 30, orgId }),
     t.dailyUsage({ days: 30, orgId }),
     t.grants({ orgId }),
@@ -116,9 +123,15 @@ async function loadOrg(orgId: string, ledgerBefore: number | null = null, ledger
           return data as AutoTopup
         })
       : Promise.resolve(null),
+    admin
+      ? supabase.rpc('get_alert_webhook', { p_org_id: orgId }).then(({ data, error }) => {
+          if (error) throw error
+          return data as AlertWebhook
+        })
+      : Promise.resolve(null),
   ])
   update({
-    data: { balance, stats, daily, grants, ledger: page.entries, ledgerNext: page.nextCursor, ledgerBack, ledgerBefore, autoTopup },
+    data: { balance, stats, daily, grants, ledger: page.entries, ledgerNext: page.nextCursor, ledgerBack, ledgerBefore, autoTopup, webhook },
     updatedAt: new Date(),
     blocked: null,
   })
@@ -251,7 +264,13 @@ async function onSaveWebhook(event: SubmitEvent): Promise<void> {
   await withBusy('webhook', async () => {
     const { data, error } = await state.session!.supabase.rpc('set_alert_webhook', { p_url: url, p_org_id: state.orgId })
     if (error) throw new Error(`${error.message}${error.hint ? `: ${error.hint}` : ''}`)
-    update({ webhookSecret: (data as { secret: string }).secret, notice: 'Alert webhook saved.', error: null })
+    const saved = data as { url: string; secret: string }
+    update({
+      data: state.data ? { ...state.data, webhook: { url: saved.url, updated_at: new Date().toISOString() } } : state.data,
+      webhookSecret: saved.secret,
+      notice: 'Alert webhook saved.',
+      error: null,
+    })
   })
 }
 
@@ -510,8 +529,11 @@ function settingsView(d: OrgData): TemplateResult {
       </form>
       <form @submit=${onSaveWebhook} class="stack">
         <h3>Low-balance alerts</h3>
+        <p class="hint" data-testid="webhook-current">${d.webhook?.url
+          ? html`Alerts go to <code class="mono">${d.webhook.url}</code>.`
+          : 'No webhook set: alerts are not sent.'}</p>
         <label for="webhook-url">Webhook URL (alerts at 50, 75, 90 and 100 % used)</label>
-        <input id="webhook-url" name="url" type="url" placeholder="https://example.com/hooks/credits" required />
+        <input id="webhook-url" name="url" type="url" placeholder="https://example.com/hooks/credits" .value=${d.webhook?.url ?? ''} required />
         <button type="submit" ?disabled=${state.busy.has('webhook')}>Save webhook</button>
         ${state.webhookSecret
           ? html`<p class="secret">Signing secret (shown once, keep it now): <code data-testid="webhook-secret">${state.webhookSecret}</code></p>`

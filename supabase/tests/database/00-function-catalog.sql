@@ -150,11 +150,15 @@ insert into expected_functions values
   ('public.settle_meter_request(p_org_id uuid, p_request_id text, p_capture boolean, p_result jsonb, p_status integer, p_content_type text, p_body bytea)',
                                                                                                  true,    '{service_role}'),
   -- usage rollup (20261130170000_usage_rollup.sql)
-  ('private.usage_by_day(p_org_id uuid, p_since timestamp with time zone)',                      false,   '{authenticated}'),
+  ('private.usage_by_day(p_org_id uuid, p_since timestamp with time zone)',                      true,    '{authenticated}'),
   ('public.get_daily_usage(p_days integer, p_org_id uuid)',                                      false,   '{authenticated}'),
   ('private.fold_usage_deltas(p_from bigint, p_through bigint)',                                 false,   '{}'),
   ('public.roll_up_credit_usage(p_batch_size integer, p_wait_ms integer)',                       true,    '{service_role}'),
   ('private.rebuild_credit_usage_rollup()',                                                      false,   '{}'),
+  -- usage running totals (20261202070000_usage_prefix_sums.sql; usage_by_day became a definer there)
+  ('private.usage_prefix_horizon()',                                                             false,   '{}'),
+  -- reading the alert webhook (20261202070100_get_alert_webhook.sql)
+  ('public.get_alert_webhook(p_org_id uuid)',                                                    true,    '{authenticated}'),
   -- the error catalog (20261201090000_error_catalog.sql)
   ('private.fail(p_key text, p_detail jsonb, p_hint text)',                                      true,    '{authenticated,service_role}'),
   ('private.fail(p_key text, p_errcode text, p_detail text)',                                    false,   '{authenticated,service_role}'),

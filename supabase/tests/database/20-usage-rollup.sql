@@ -1,10 +1,12 @@
 -- The usage rollup: get_usage_stats and get_daily_usage answer exactly what a full scan of
 -- credit_requests answers, whether the calls are in the tail (not rolled up yet), in the rollup,
--- or rolled up and changed afterwards (settled, refunded); roll_up_credit_usage's batches and
--- a rebuild from scratch agree; pruning; who may call what.
+-- or rolled up and changed afterwards (settled, refunded); windows starting anywhere in a minute
+-- and at the edges of UTC days; the within-day running totals (credit_usage_prefix) agree with
+-- the day rows; roll_up_credit_usage's batches and a rebuild from scratch agree; pruning; who
+-- may call what.
 begin;
 \ir helpers/setup.psql
-select plan(40);
+select plan(52);
 
 -- The reference: get_usage_stats as it was, a full scan of the org's requests.
 create function tests.usage_stats_full_scan(p_org_id uuid, p_days integer)
@@ -144,11 +146,33 @@ select ok(
     = (select count(distinct ((created_at at time zone 'UTC')::date, operation)) from public.credit_requests where org_id = :'alice_org'),
   'one day row per day and operation with calls'
 );
-select results_eq(
-  format($$select grain, sum(calls)::bigint from public.credit_usage_rollup where org_id = %L group by grain order by grain$$, :'alice_org'),
-  format($$select g, (select count(*) from public.credit_requests where org_id = %L) from unnest(array['day', 'hour', 'minute']) g$$, :'alice_org'),
-  'each grain counts every call once'
+select is(
+  (select sum(calls)::bigint from public.credit_usage_rollup where org_id = :'alice_org'),
+  (select count(*) from public.credit_requests where org_id = :'alice_org'),
+  'the day rows count every call once'
 );
+-- The running totals: the last row of each day and operation is that day's row.
+create function tests.prefix_mismatches(p_org_id uuid)
+returns bigint
+language sql
+set search_path = ''
+as $$
+  select count(*)
+  from public.credit_usage_rollup u
+  full join (
+    select distinct on (x.operation, date_bin('1 day', x.bucket_start, timestamptz '2000-01-01 00:00:00+00'))
+           x.operation, date_bin('1 day', x.bucket_start, timestamptz '2000-01-01 00:00:00+00') as day,
+           x.calls, x.successful_calls, x.failed_calls, x.credits_used, x.latency_ms_sum, x.latency_count
+    from public.credit_usage_prefix x
+    where x.org_id = p_org_id
+    order by x.operation, date_bin('1 day', x.bucket_start, timestamptz '2000-01-01 00:00:00+00'), x.bucket_start desc
+  ) p on p.operation = u.operation and p.day = u.bucket_start
+  where (u.org_id = p_org_id or u.org_id is null)
+    and (u.org_id is null or p.operation is null
+         or (u.calls, u.successful_calls, u.failed_calls, u.credits_used, u.latency_ms_sum, u.latency_count)
+            is distinct from (p.calls, p.successful_calls, p.failed_calls, p.credits_used, p.latency_ms_sum, p.latency_count))
+$$;
+select is(tests.prefix_mismatches(:'alice_org'), 0::bigint, 'each day''s last running total equals its day row');
 
 -- Phase 3: rolled up, then changed: the tail corrects the rollup ------------------------------------
 
@@ -178,8 +202,11 @@ select is(tests.usage_mismatches(:'alice', :'alice_org'), '{}', 'part rolled up,
 select public.roll_up_credit_usage(1000);
 select is(tests.usage_mismatches(:'alice', :'alice_org'), '{}', 'rolled up again: equal to the full scan');
 
--- Windows that start anywhere in a minute, an hour and a day: each partial piece is read from
--- inside or from its enclosing bucket minus the outside; all of them must give the full scan.
+-- Windows that start anywhere in a minute, an hour and a day, and at the edges of a UTC day
+-- (the microsecond before midnight, midnight, just after, the second half of the day's last
+-- 10-second bucket, whose next bucket is the next day, and the exact middle of a bucket): the
+-- partial day is its day row less a running total before (or through) the window's bucket,
+-- less (or plus) that bucket's requests; all of them must give the full scan per day.
 create function tests.window_mismatches(p_org_id uuid)
 returns text[]
 language plpgsql
@@ -193,7 +220,10 @@ begin
   for v_since in
     select v_anchor + make_interval(hours => h, mins => m, secs => sec)
     from unnest(array[2, 21]) h, unnest(array[7, 52]) m, unnest(array[3.25, 56.5]) sec
-    union all select v_anchor + x from unnest(array[interval '0', interval '5 hours', interval '5 hours 17 minutes', interval '-1 microsecond']) x
+    union all select v_anchor + x from unnest(array[interval '0', interval '5 hours', interval '5 hours 17 minutes', interval '-1 microsecond',
+      interval '1 microsecond', interval '-2 microseconds', interval '-20 seconds', interval '-40 seconds', interval '-60 seconds',
+      interval '30 seconds', interval '7 minutes 30 seconds', interval '1 day -1 microsecond', interval '1 day -15 seconds',
+      interval '-2 seconds', interval '-3 seconds', interval '4.999999 seconds', interval '1 hour 14.999999 seconds']) x
   loop
     if exists (
       (select * from private.usage_by_day(p_org_id, v_since)
@@ -214,6 +244,7 @@ begin
   return v_bad;
 end
 $$;
+grant execute on function tests.window_mismatches(uuid) to authenticated;
 
 select tests.authenticate_as(:'alice');
 select public.consume_credits((array['op_a', 'op_b', 'op_c'])[1 + (i + 150) % 3], 'grid-' || i) from generate_series(-150, 450) i;
@@ -223,21 +254,63 @@ update public.credit_requests
 set created_at = date_bin('1 day', now() - interval '3 days', timestamptz '2000-01-01 00:00:00+00') + make_interval(secs => split_part(request_id, 'grid-', 2)::int * 433)
 where org_id = :'alice_org' and request_id like 'grid-%';
 select public.refund_credits(:'alice_org', 'grid-' || i, 'grid refund') from generate_series(-140, 440, 37) i;
-select is(tests.window_mismatches(:'alice_org'), '{}', 'windows starting anywhere in a minute, hour and day (in the tail): equal to the full scan per day');
+select tests.authenticate_as(:'alice');
+select is(tests.window_mismatches(:'alice_org'), '{}', 'windows starting anywhere in a minute, hour and day and at day edges (in the tail): equal to the full scan per day');
+select tests.clear_authentication();
 select public.roll_up_credit_usage(100000);
+select tests.authenticate_as(:'alice');
 select is(tests.window_mismatches(:'alice_org'), '{}', 'the same windows, rolled up: equal to the full scan per day');
+select tests.clear_authentication();
+
+-- The in-flight tail at the window's edge: calls in the edge minutes around midnight, changed
+-- after the rollup took them (refunds), and new calls landing in a minute that is already
+-- rolled up and in a minute between two rolled-up ones (a transaction that began there and
+-- committed late), all read through the tail, then folded.
+select tests.authenticate_as(:'alice');
+select public.consume_credits('op_b', 'late-' || i) from generate_series(1, 4) i;
+select tests.clear_authentication();
+update public.credit_requests
+set created_at = date_bin('1 day', now() - interval '3 days', timestamptz '2000-01-01 00:00:00+00')
+                 + (array[interval '-1 microsecond', interval '0', interval '1 minute 1 second', interval '-2 hours 3 minutes 4 seconds'])[split_part(request_id, '-', 2)::int]
+where org_id = :'alice_org' and request_id like 'late-%';
+select public.refund_credits(:'alice_org', 'grid-' || i, 'late refund at the day edge') from unnest(array[-1, 0, 1, 2]) i
+where not exists (select 1 from public.credit_requests where org_id = :'alice_org' and request_id = 'grid-' || i and status = 'refunded');
+select cmp_ok(
+  (select count(*) from private.credit_usage_deltas
+   where org_id = :'alice_org' and ledger_id > (select rolled_through from private.credit_usage_rollup_state)
+     and called_at between date_bin('1 day', now() - interval '3 days', timestamptz '2000-01-01 00:00:00+00') - interval '3 hours'
+                       and date_bin('1 day', now() - interval '3 days', timestamptz '2000-01-01 00:00:00+00') + interval '10 minutes'),
+  '>=', 6::bigint, 'setup: calls and refunds at the day edge are in the tail'
+);
+select tests.authenticate_as(:'alice');
+select is(tests.window_mismatches(:'alice_org'), '{}', 'day-edge windows with an in-flight tail there: equal to the full scan per day');
+select tests.clear_authentication();
+select is(tests.usage_mismatches(:'alice', :'alice_org'), '{}', 'and both RPCs equal the full scan');
+select public.roll_up_credit_usage(100000);
+select tests.authenticate_as(:'alice');
+select is(tests.window_mismatches(:'alice_org'), '{}', 'the same, folded (rows inserted between rolled-up minutes): equal to the full scan per day');
+select tests.clear_authentication();
+select is(tests.prefix_mismatches(:'alice_org'), 0::bigint, 'after late calls and refunds, each day''s last running total still equals its day row');
+select tests.authenticate_as(:'alice');
 select ok(
   (select count(*) from private.usage_by_day(:'alice_org', date_bin('1 day', now() - interval '3 days', timestamptz '2000-01-01 00:00:00+00') + interval '21 hours 52 minutes 56.5 seconds')) > 0,
   'setup: the windows hold calls'
 );
+select tests.clear_authentication();
 
 -- Folding entry by entry and rebuilding from the requests give the same rollup.
 create temporary table folded on commit drop as select * from public.credit_usage_rollup where org_id = :'alice_org';
+create temporary table folded_prefix on commit drop as select * from public.credit_usage_prefix where org_id = :'alice_org';
 select ok(private.rebuild_credit_usage_rollup() > 0, 'rebuild_credit_usage_rollup writes the rollup from the requests');
 select set_eq(
   format('select * from public.credit_usage_rollup where org_id = %L', :'alice_org'),
   'select * from folded',
-  'folding the ledger and rebuilding from the requests give the same rollup rows'
+  'folding the ledger and rebuilding from the requests give the same day rows'
+);
+select set_eq(
+  format('select * from public.credit_usage_prefix where org_id = %L', :'alice_org'),
+  'select * from folded_prefix',
+  'folding the ledger and rebuilding from the requests give the same running totals'
 );
 select is((select rolled_through from private.credit_usage_rollup_state), (select max(id) from public.credit_ledger), 'a rebuild sets the watermark to the newest entry');
 select is(tests.usage_mismatches(:'alice', :'alice_org'), '{}', 'after a rebuild: equal to the full scan');
@@ -261,24 +334,37 @@ select ok(
 );
 select tests.clear_authentication();
 
--- Pruning: minute and hour rows past any window go, day rows stay.
+-- Pruning: running totals of days before the oldest day a window can start in (plus one) go,
+-- day rows stay.
 insert into public.credit_usage_rollup (org_id, grain, bucket_start, operation, calls)
-values (:'alice_org', 'minute', now() - interval '400 days', 'op_a', 1), (:'alice_org', 'hour', now() - interval '400 days', 'op_a', 1),
-       (:'alice_org', 'day', now() - interval '400 days', 'op_a', 1), (:'alice_org', 'minute', now() - interval '366 days', 'op_a', 1);
+values (:'alice_org', 'day', date_bin('1 day', now() - interval '400 days', timestamptz '2000-01-01 00:00:00+00'), 'op_a', 1);
+insert into public.credit_usage_prefix (org_id, operation, bucket_start, calls)
+values (:'alice_org', 'op_a', date_bin('1 minute', now() - interval '400 days', timestamptz '2000-01-01 00:00:00+00'), 1),
+       (:'alice_org', 'op_a', date_bin('1 day', now() - interval '367 days', timestamptz '2000-01-01 00:00:00+00') - interval '1 minute', 1),
+       (:'alice_org', 'op_a', date_bin('1 day', now() - interval '367 days', timestamptz '2000-01-01 00:00:00+00'), 1),
+       (:'alice_org', 'op_a', date_bin('1 minute', now() - interval '366 days', timestamptz '2000-01-01 00:00:00+00'), 1);
 select tests.authenticate_as(:'alice');
 select public.consume_credits('op_a', 'prune-trigger');
 select tests.clear_authentication();
 select public.roll_up_credit_usage();
 select results_eq(
-  format($$select grain from public.credit_usage_rollup where org_id = %L and bucket_start < now() - interval '365 days' order by grain$$, :'alice_org'),
-  $$values ('day'), ('minute')$$,
-  'rows older than 367 days are pruned except day rows'
+  format($$select bucket_start from public.credit_usage_prefix where org_id = %L and bucket_start < now() - interval '365 days' order by 1$$, :'alice_org'),
+  $$values (date_bin('1 day', now() - interval '367 days', timestamptz '2000-01-01 00:00:00+00')),
+           (date_bin('1 minute', now() - interval '366 days', timestamptz '2000-01-01 00:00:00+00'))$$,
+  'running totals of days before the 367th are pruned, that day and later stay'
+);
+select is(
+  (select count(*) from public.credit_usage_rollup where org_id = :'alice_org' and bucket_start < now() - interval '399 days'),
+  1::bigint, 'day rows are never pruned'
 );
 
 -- Who may read and call --------------------------------------------------------------------------
 
 select tests.authenticate_as(:'bob');
 select is_empty(format('select 1 from public.credit_usage_rollup where org_id = %L', :'alice_org'), 'RLS: bob sees none of alice''s rollup rows');
+select is_empty(format('select 1 from public.credit_usage_prefix where org_id = %L', :'alice_org'), 'RLS: bob sees none of alice''s running totals');
+select throws_ok(format('select * from private.usage_by_day(%L, now() - interval ''30 days'')', :'alice_org'), '42501', 'not_a_member',
+  'usage_by_day (definer) of another org: not_a_member');
 select is_empty(format('select 1 from private.credit_usage_deltas where org_id = %L', :'alice_org'), 'RLS: bob sees none of alice''s usage deltas');
 select throws_ok(format('select public.get_daily_usage(30, %L)', :'alice_org'), '42501', 'not_a_member', 'get_daily_usage of another org: not_a_member');
 select is(
@@ -292,20 +378,24 @@ select throws_ok('select public.roll_up_credit_usage()', '42501', null, 'authent
 select throws_ok('select private.rebuild_credit_usage_rollup()', '42501', null, 'authenticated cannot rebuild the rollup');
 select throws_ok('insert into public.credit_usage_rollup (org_id, grain, bucket_start, operation) values (gen_random_uuid(), ''day'', now(), ''x'')', '42501', null,
   'authenticated cannot write the rollup');
+select throws_ok('insert into public.credit_usage_prefix (org_id, operation, bucket_start) values (gen_random_uuid(), ''x'', now())', '42501', null,
+  'authenticated cannot write the running totals');
 select tests.authenticate_as_anon();
 select throws_ok('select public.get_daily_usage()', '42501', null, 'anon cannot read daily usage');
 select throws_ok('select 1 from public.credit_usage_rollup', '42501', null, 'anon cannot read the rollup');
+select throws_ok('select 1 from public.credit_usage_prefix', '42501', null, 'anon cannot read the running totals');
 select tests.authenticate_as_service_role();
 select throws_ok('select public.roll_up_credit_usage(0)', '22023', 'invalid_batch_size', 'roll_up_credit_usage: invalid_batch_size');
 select throws_ok('select public.roll_up_credit_usage(10, -1)', '22023', 'invalid_wait', 'roll_up_credit_usage: invalid_wait');
 select tests.clear_authentication();
 
-select is(
-  (select array_agg(schedule) from cron.job
-   where jobname = 'tollgate-roll-up-credit-usage' and active and command = 'select public.roll_up_credit_usage(100000, 1000)'),
-  array[case when (select (regexp_match(extversion, '^(\d+)\.(\d+)'))::int[] >= array[1, 5] from pg_extension where extname = 'pg_cron')
-             then '10 seconds' else '* * * * *' end]::text[],
-  'pg_cron rolls usage up every 10 seconds (every minute with pg_cron < 1.5)'
+-- One run a minute that rolls up every second, committing each round (pg_cron 1.4 has no
+-- seconds schedules).
+select results_eq(
+  $$select schedule, active, command ~ 'perform public\.roll_up_credit_usage\(100000, 1000\);\s+commit;' and command ~ 'pg_sleep\(1\)'
+    from cron.job where jobname = 'tollgate-roll-up-credit-usage'$$,
+  $$values ('* * * * *'::text, true, true)$$,
+  'pg_cron rolls usage up every second (a minutely run that loops, committing each round)'
 );
 select is(public.reconcile_credits(), 0, 'the books still balance');
 
