@@ -5,10 +5,11 @@ import os from 'node:os'
 import path from 'node:path'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { chromiumPath, demoUser, isRoot, userJwt } from '@tollgate/local-stack'
+import { chromiumPath, demoUser, isRoot, startAuthStandin, userJwt, type AuthStandin } from '@tollgate/local-stack'
 import { buildUsagePage, usagePageHandler } from '@tollgate/usage-page'
 import { createClient } from '@supabase/supabase-js'
-import { createUser, serviceClient, supabaseOptions } from './support/clients.ts'
+import { createUser, serviceClient, supabaseOptions, type TestUser } from './support/clients.ts'
+import { grantCredits } from './support/credits.ts'
 import { primaryDb } from './support/db.ts'
 import { env } from './support/env.ts'
 
@@ -244,5 +245,81 @@ describe('usage page in Chromium', { timeout: 90_000 }, () => {
       expect(fs.statSync(path.join(artifacts, `usage-${width}.png`)).size).toBeGreaterThan(20_000)
       await context.close()
     }
+  })
+})
+
+// Hosted mode ("auth": "supabase") against a local stand-in for Supabase Auth's password
+// sign-in (the local stack has no GoTrue): the real bundle, the real browser and supabase-js's
+// own sign-in code, and the data read from the real PostgREST with the token it handed out.
+describe('usage page signing in with Supabase Auth (the local stand-in)', { timeout: 90_000 }, () => {
+  const password = `pw-${crypto.randomUUID()}`
+  let user: TestUser
+  let auth: AuthStandin
+  let hostedServer: http.Server
+  let hostedUrl: string
+
+  beforeAll(async () => {
+    user = await createUser('page-password')
+    await grantCredits(user.personalOrgId, 750)
+    auth = await startAuthStandin({ gatewayUrl: env.SUPABASE_URL, jwtSecret: env.SUPABASE_JWT_SECRET, accounts: [{ id: user.id, email: user.email, password }] })
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-usage-page-hosted-'))
+    await buildUsagePage(dir)
+    const handler = usagePageHandler(dir, { supabaseUrl: auth.url, anonKey: env.SUPABASE_ANON_KEY, auth: 'supabase', pollSeconds: 5 })
+    hostedServer = http.createServer((req, res) => handler(req, res, new URL(req.url ?? '/', 'http://page').pathname || '/'))
+    await new Promise<void>((resolve) => hostedServer.listen(0, '127.0.0.1', resolve))
+    hostedUrl = `http://127.0.0.1:${(hostedServer.address() as AddressInfo).port}/`
+  }, 60_000)
+
+  afterAll(async () => {
+    await new Promise((resolve) => (hostedServer ? hostedServer.close(resolve) : resolve(undefined)))
+    await auth?.close()
+  })
+
+  /** Opens the page, fills the sign-in form and submits it; returns the API requests the page made. */
+  async function signInWithPassword(page: Page, email: string, secret: string): Promise<Array<{ path: string; authorization: string | undefined }>> {
+    const requests: Array<{ path: string; authorization: string | undefined }> = []
+    page.on('request', (request) => {
+      if (request.url().startsWith(auth.url)) requests.push({ path: new URL(request.url()).pathname, authorization: request.headers().authorization })
+    })
+    await page.goto(hostedUrl)
+    await page.getByLabel('Email').fill(email)
+    await page.getByLabel('Password').fill(secret)
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click()
+    return requests
+  }
+
+  it('signs in with email and password and shows the balance get_credit_balance answers for that user', async () => {
+    const { context, page, problems } = await newPage()
+    const requests = await signInWithPassword(page, user.email, password)
+    await page.getByTestId('available').waitFor()
+    const { data: balance, error } = await user.client.rpc('get_credit_balance')
+    expect(error).toBeNull()
+    expect(balance.available).toBe(750)
+    expect(digits(await page.getByTestId('available').textContent())).toBe(balance.available)
+    // The reads went to PostgREST as this user, with the token Supabase Auth (the stand-in) issued.
+    const read = requests.find((r) => r.path === '/rest/v1/rpc/get_credit_balance')
+    expect(read?.authorization).toMatch(/^Bearer /)
+    const claims = JSON.parse(Buffer.from(read!.authorization!.slice('Bearer '.length).split('.')[1]!, 'base64url').toString())
+    expect(claims).toMatchObject({ sub: user.id, role: 'authenticated', email: user.email })
+    expect(requests.map((r) => r.path)).toContain('/auth/v1/token')
+    // GET /auth/v1/user (supabase.auth.getUser) knows that token, as GoTrue would.
+    const who = await fetch(`${auth.url}/auth/v1/user`, { headers: { apikey: env.SUPABASE_ANON_KEY, authorization: read!.authorization! } })
+    expect(await who.json()).toMatchObject({ id: user.id, email: user.email, aud: 'authenticated' })
+    // supabase-js keeps the session: a reload stays signed in.
+    await page.reload()
+    await page.getByTestId('available').waitFor()
+    expect(digits(await page.getByTestId('available').textContent())).toBe(balance.available)
+    expect(problems).toEqual([])
+    await context.close()
+  })
+
+  it('shows Supabase Auth\'s error for a wrong password and no data', async () => {
+    const { context, page } = await newPage()
+    const requests = await signInWithPassword(page, user.email, `${password}-wrong`)
+    await expect.poll(async () => page.getByRole('alert').textContent()).toContain('Invalid login credentials')
+    expect(await page.getByTestId('available').count()).toBe(0)
+    expect(await page.getByLabel('Password').count()).toBe(1)
+    expect(requests.map((r) => r.path)).toEqual(['/auth/v1/token'])
+    await context.close()
   })
 })
