@@ -2358,9 +2358,12 @@ declare
 begin
   -- p_debt: the org's debt as the caller's pending balance change leaves it (balance locked by
   -- the caller); p_credits: the grant's credits that just arrived. A scoped grant pays nothing.
+  if least(p_debt, p_credits) <= 0 then
+    return 0;                                      -- no debt (the common case): nothing to touch
+  end if;
   update public.credit_grants g
   set remaining = g.remaining - least(p_debt, p_credits), overage_repaid = g.overage_repaid + least(p_debt, p_credits)
-  where g.id = p_grant_id and g.operations is null and g.status = 'active' and least(p_debt, p_credits) > 0
+  where g.id = p_grant_id and g.operations is null and g.status = 'active'
   returning least(p_debt, p_credits) into v_paid;
   return coalesce(v_paid, 0);
 end
@@ -2456,6 +2459,7 @@ declare
   v_piece record;
   v_repaid record;
   v_back bigint;
+  v_take bigint;
   v_expired_unscoped boolean := false;
   v_expired_scopes text[] := '{}';
   v_operations text[];
@@ -2474,28 +2478,28 @@ begin
       select least(b.overage, v_give) into returned_debt from public.credit_balances b where b.org_id = p_org_id;
       v_back := v_give - returned_debt;
       for v_repaid in
-        select g.id, g.overage_repaid, g.status = 'active' as live
+        select g.id, g.overage_repaid
         from public.credit_grants g
         where g.org_id = p_org_id and g.overage_repaid > 0
         order by g.activated_at desc nulls last, g.created_at desc, g.id desc
         for update
       loop
         exit when v_back = 0;
-        if v_repaid.live then
-          update public.credit_grants
-          set overage_repaid = overage_repaid - least(v_back, v_repaid.overage_repaid),
-              remaining = remaining + least(v_back, v_repaid.overage_repaid)
-          where id = v_repaid.id;
-          returned_live := returned_live + least(v_back, v_repaid.overage_repaid);
+        v_take := least(v_back, v_repaid.overage_repaid);
+        -- Back to a live grant's remaining, or expired with it; only unscoped grants repay debt.
+        update public.credit_grants g
+        set overage_repaid = g.overage_repaid - v_take,
+            remaining = g.remaining + case when g.status = 'active' then v_take else 0 end,
+            expired_amount = g.expired_amount + case when g.status = 'active' then 0 else v_take end
+        where g.id = v_repaid.id
+        returning g.status = 'active' into v_live;
+        if v_live then
+          returned_live := returned_live + v_take;
         else
-          update public.credit_grants
-          set overage_repaid = overage_repaid - least(v_back, v_repaid.overage_repaid),
-              expired_amount = expired_amount + least(v_back, v_repaid.overage_repaid)
-          where id = v_repaid.id;
-          returned_expired := returned_expired + least(v_back, v_repaid.overage_repaid);
-          v_expired_unscoped := true;      -- only unscoped grants repay debt
+          returned_expired := returned_expired + v_take;
+          v_expired_unscoped := true;
         end if;
-        v_back := v_back - least(v_back, v_repaid.overage_repaid);
+        v_back := v_back - v_take;
       end loop;
       if v_back > 0 then
         perform private.fail('allocation_out_of_sync', 'XX000', jsonb_build_object('missing', v_back),
@@ -2503,13 +2507,15 @@ begin
       end if;
       v_left := v_left - v_give;
     elsif v_give > 0 then
-      select g.status = 'active', g.operations into v_live, v_operations
-      from public.credit_grants g where g.id = v_piece.grant_id for update;
+      -- Back to a live grant's remaining, or expired with it: one UPDATE (it takes the row lock).
+      update public.credit_grants g
+      set remaining = g.remaining + case when g.status = 'active' then v_give else 0 end,
+          expired_amount = g.expired_amount + case when g.status = 'active' then 0 else v_give end
+      where g.id = v_piece.grant_id
+      returning g.status = 'active', g.operations into v_live, v_operations;
       if v_live then
-        update public.credit_grants set remaining = remaining + v_give where id = v_piece.grant_id;
         returned_live := returned_live + v_give;
       else
-        update public.credit_grants set expired_amount = expired_amount + v_give where id = v_piece.grant_id;
         returned_expired := returned_expired + v_give;
         v_expired_unscoped := v_expired_unscoped or v_operations is null;
         v_expired_scopes := v_expired_scopes || v_operations;
@@ -2671,9 +2677,9 @@ begin
 
   if p_grant_id is null then
     -- Every grant's credits (available + overage), whatever their scope, then the overage room.
-    v_allocations := private.burn_grants(p_org_id, least(p_amount, v_balance.available + v_balance.overage));
-    v_debt := least(p_amount - least(p_amount, v_balance.available + v_balance.overage),
-                    greatest(v_balance.overage_limit - v_balance.overage, 0));
+    v_take := least(p_amount, v_balance.available + v_balance.overage);
+    v_allocations := private.burn_grants(p_org_id, v_take);
+    v_debt := least(p_amount - v_take, greatest(v_balance.overage_limit - v_balance.overage, 0));
   else
     select * into v_grant from public.credit_grants g where g.id = p_grant_id for update;
     v_take := case when v_grant.status = 'active' then least(p_amount, v_grant.remaining) else 0 end;
