@@ -27,6 +27,8 @@ export interface GrantOptions {
   expiresAt?: Date
   pending?: boolean
   priority?: number
+  /** p_operations: the operations the grant covers (null or left out: any). */
+  operations?: string[] | null
 }
 
 /** grant_credits through the service role; fails the test on any error. */
@@ -39,6 +41,7 @@ export async function grantCredits(orgId: string, amount: number, options: Grant
     p_expires_at: options.expiresAt?.toISOString() ?? null,
     ...(options.pending === undefined ? {} : { p_pending: options.pending }),
     ...(options.priority === undefined ? {} : { p_priority: options.priority }),
+    ...(options.operations === undefined ? {} : { p_operations: options.operations }),
   })
   expect(error).toBeNull()
   return data as Record<string, unknown>

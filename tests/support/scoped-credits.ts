@@ -1,6 +1,7 @@
 import { expect } from 'vitest'
 import { serviceClient } from './clients.ts'
 import { primaryDb } from './db.ts'
+import { grantCredits, type GrantOptions } from './credits.ts'
 
 // Helpers for scoped credits and overage. The code under test is reached through supabase-js
 // .rpc (PostgREST); primaryDb only reads outcomes. The books of an org with overage differ from
@@ -8,29 +9,11 @@ import { primaryDb } from './db.ts'
 // what the grants hold, and the flag says whether the org can spend on something, overage
 // included.
 
-export interface ScopedGrantOptions {
-  operations?: string[] | null
-  source?: string
-  externalRef?: string
-  priority?: number
-  expiresAt?: Date
-  pending?: boolean
-}
+export type ScopedGrantOptions = GrantOptions
 
-/** grant_credits through the service role, naming p_operations; fails the test on any error. */
+/** grantCredits with a promotion as the default source and p_operations always named. */
 export async function grantScoped(orgId: string, amount: number, options: ScopedGrantOptions = {}): Promise<Record<string, unknown>> {
-  const { data, error } = await serviceClient().rpc('grant_credits', {
-    p_org_id: orgId,
-    p_amount: amount,
-    p_source: options.source ?? 'promotion',
-    p_external_ref: options.externalRef ?? null,
-    p_expires_at: options.expiresAt?.toISOString() ?? null,
-    p_operations: options.operations ?? null,
-    ...(options.priority === undefined ? {} : { p_priority: options.priority }),
-    ...(options.pending === undefined ? {} : { p_pending: options.pending }),
-  })
-  expect(error).toBeNull()
-  return data as Record<string, unknown>
+  return grantCredits(orgId, amount, { source: 'promotion', ...options, operations: options.operations ?? null })
 }
 
 /** set_overage_limit through the service role; fails the test on any error. */
