@@ -2,6 +2,7 @@ import crypto from 'node:crypto'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { userJwt, verifyJwt } from './jwt.ts'
+import { readBody } from './read-body.ts'
 
 /**
  * A local stand-in for the few Supabase Auth (GoTrue) endpoints supabase-js calls for an email +
@@ -46,19 +47,6 @@ const authCors = {
 function authError(res: http.ServerResponse, status: number, code: string, message: string): void {
   res.writeHead(status, { ...authCors, 'content-type': 'application/json', 'x-supabase-api-version': '2024-01-01' })
   res.end(JSON.stringify({ code, message }))
-}
-
-function readBody(req: http.IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let body = ''
-    req.setEncoding('utf8')
-    req.on('data', (chunk: string) => {
-      body += chunk
-      if (body.length > 65_536) req.destroy(new Error('body too large'))
-    })
-    req.on('end', () => resolve(body))
-    req.on('error', reject)
-  })
 }
 
 const sameSecret = (a: string, b: string): boolean => {

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto'
 import type http from 'node:http'
+import { readBody } from './read-body.ts'
 
 /**
  * A local stand-in for the part of Stripe's API the stack's functions use, so that nothing the
@@ -47,19 +48,6 @@ const escapeHtml = (text: string): string =>
 export function stripeSignature(payload: string, secret: string, timestamp = Math.floor(Date.now() / 1000)): string {
   const v1 = crypto.createHmac('sha256', secret).update(`${timestamp}.${payload}`).digest('hex')
   return `t=${timestamp},v1=${v1}`
-}
-
-function readBody(req: http.IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let body = ''
-    req.setEncoding('utf8')
-    req.on('data', (chunk: string) => {
-      body += chunk
-      if (body.length > 65_536) req.destroy(new Error('body too large'))
-    })
-    req.on('end', () => resolve(body))
-    req.on('error', reject)
-  })
 }
 
 function stripeError(res: http.ServerResponse, status: number, message: string): void {
